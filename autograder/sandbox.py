@@ -1,0 +1,112 @@
+"""Confinement of untrusted student code.
+
+Two layers:
+
+* ``bwrap_command`` wraps a whole executor process in bubblewrap: no network, its own
+  PID namespace, the file system read-only, and the course directory, the submissions,
+  the outputs, the home directory and /tmp hidden behind empty tmpfs mounts (only the
+  Python installation is mounted back, read-only).
+* ``confine_child`` runs in each forked child before any student code: resource
+  limits (address space, processes, file size, CPU time) and, when the executor runs
+  as root, a switch to an unprivileged user of its own so that a student cannot signal,
+  trace or read another student's process or files.
+"""
+import os
+import resource
+import shutil
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+UNPRIVILEGED_UID_BASE = 61000  # one uid per executor slot: 61000, 61001, ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout: float = 10.0  # seconds per cell
+    memory_mb: int = 2048  # address space a submission may add to the warm process
+    file_mb: int = 64  # largest file a submission may write
+    processes: int = 64  # processes a submission's user may own
+
+
+def bwrap_available():
+    return shutil.which("bwrap") is not None
+
+
+def _exposed_paths():
+    """What the executor must still read inside the sandbox: the Python installation."""
+    paths = {sys.prefix, sys.base_prefix, sysconfig.get_paths()["stdlib"],
+             sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    return sorted({os.path.realpath(p) for p in paths if os.path.exists(p)})
+
+
+def bwrap_command(argv, *, hidden, scratch, expose=()):
+    """The bwrap command line that runs ``argv`` confined, with ``scratch`` writable.
+
+    ``hidden`` are directories masked by empty tmpfs mounts (course, submissions, output);
+    ``expose`` are paths mounted back read-only (besides the Python installation).
+    """
+    cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+           "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+           "--die-with-parent", "--new-session", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
+    masks = {os.path.realpath(p) for p in hidden if p and os.path.exists(p)}
+    masks.add(os.path.realpath(os.path.expanduser("~")))
+    for path in sorted(masks, key=len):
+        cmd += ["--perms", "0755", "--tmpfs", path]
+    # Mount back what a mask covered: a venv inside the course dir, a pyenv Python
+    # under the home directory, the grading package.
+    for path in sorted(set(_exposed_paths()) | {os.path.realpath(p) for p in expose}):
+        mask = max((m for m in masks if path.startswith(m + os.sep)), key=len, default=None)
+        if mask is None:
+            continue
+        # bwrap would create the directories in between with mode 0700, closed to the
+        # unprivileged user the children switch to.
+        between = Path(path).relative_to(mask).parents
+        for parent in sorted((Path(mask) / p for p in between if str(p) != "."), key=lambda p: len(p.parts)):
+            cmd += ["--perms", "0755", "--dir", str(parent)]
+        cmd += ["--ro-bind", path, path]
+    Path(scratch).mkdir(parents=True, exist_ok=True)
+    cmd += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--"]
+    return cmd + list(argv)
+
+
+def confine_child(limits, slot, workdir):
+    """Apply limits and drop privileges in a freshly forked child, before student code."""
+    current = _address_space_bytes()
+    budget = current + limits.memory_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (budget, budget))
+    file_bytes = limits.file_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if os.geteuid() == 0:
+        uid = UNPRIVILEGED_UID_BASE + slot
+        os.chown(workdir, uid, uid)
+        os.chmod(workdir, 0o700)
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        # Counted per user, so only this submission's processes count.
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+    os.chdir(workdir)
+
+
+def kill_user_processes(slot):
+    """Kill whatever a finished submission left running under its user (root only)."""
+    if os.geteuid() != 0:
+        return
+    pid = os.fork()
+    if pid == 0:  # a process of that user may signal all the others of that user
+        try:
+            uid = UNPRIVILEGED_UID_BASE + slot
+            os.setgid(uid)
+            os.setuid(uid)
+            os.kill(-1, 9)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _address_space_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")

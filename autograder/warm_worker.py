@@ -1,0 +1,355 @@
+"""The warm executor: one process with torch, numpy, matplotlib and IPython imported,
+which forks a fresh, confined child for every submission.
+
+Started by ``execution.WarmPool`` (inside bubblewrap when available) as
+``python -m autograder.warm_worker SLOT``. It speaks length-prefixed JSON on
+stdin/stdout: it says ``{"ready": true}`` once warm, then answers each job
+``{"cells": [source, ...], "files": {name: text}, "limits": {...}}`` with
+``{"cells": [{"status", "outputs", "seconds"}, ...], "notes": [...], "seconds"}``.
+
+A cell that runs past the time limit is interrupted (SIGINT), then killed; a child
+that dies (timeout, segfault, ``os._exit``) is replaced by a new fork that replays the
+cells that had succeeded, and grading goes on with the next cell.
+"""
+import os
+
+# Thread pools must not exist when we fork: a child would inherit a locked pool.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+os.environ["NBCHECK_MODE"] = "record"
+
+import json  # noqa: E402
+import select  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import struct  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+
+import matplotlib  # noqa: E402
+import matplotlib.pyplot  # noqa: E402,F401
+import numpy  # noqa: E402,F401
+import torch  # noqa: E402
+import torch.utils.data  # noqa: E402,F401
+from IPython.core.displayhook import DisplayHook  # noqa: E402
+from IPython.core.displaypub import DisplayPublisher  # noqa: E402
+from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
+
+from autograder import nbcheck  # noqa: E402
+from autograder.sandbox import Limits, confine_child, kill_user_processes  # noqa: E402
+
+torch.set_num_threads(1)
+torch.set_num_interop_threads(1)
+# Test cells import the check helper as `nbcheck`: give them this pristine copy,
+# imported before any student code could patch what it relies on.
+sys.modules["nbcheck"] = nbcheck
+
+STREAM_LIMIT = 64 * 1024  # characters kept per stream and cell; the rest is counted
+INTERRUPT_GRACE = 2.0  # seconds a cell has to stop after SIGINT before it is killed
+MAX_RESTARTS = 3
+
+
+def read_message(stream):
+    header = stream.read(4)
+    if len(header) < 4:
+        return None
+    (size,) = struct.unpack(">I", header)
+    return json.loads(stream.read(size))
+
+
+def write_message(stream, message):
+    data = json.dumps(message).encode()
+    stream.write(struct.pack(">I", len(data)) + data)
+    stream.flush()
+
+
+class CappedStream:
+    """A text stream that keeps the first STREAM_LIMIT characters of a cell's output."""
+
+    def __init__(self, name, outputs):
+        self.name, self.outputs, self.dropped = name, outputs, 0
+
+    def write(self, text):
+        text = str(text)
+        kept = sum(len(o["text"]) for o in self.outputs
+                   if o.get("output_type") == "stream" and o["name"] == self.name)
+        room = max(0, STREAM_LIMIT - kept)
+        if len(text) > room:
+            self.dropped += len(text) - room
+            text = text[:room]
+        if text:
+            last = self.outputs[-1] if self.outputs else None
+            if last and last.get("output_type") == "stream" and last["name"] == self.name:
+                last["text"] += text
+            else:
+                self.outputs.append({"output_type": "stream", "name": self.name, "text": text})
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+    def finish(self):
+        if self.dropped:
+            self.outputs.append({"output_type": "stream", "name": self.name,
+                                 "text": f"\n[... {self.dropped} more characters of output dropped]\n"})
+
+
+class Capture:
+    """Where the shell's outputs go while one cell runs."""
+    outputs = []
+
+
+class CapturingDisplayPublisher(DisplayPublisher):
+    def publish(self, data, metadata=None, *args, **kwargs):
+        Capture.outputs.append({"output_type": "display_data", "data": data,
+                                "metadata": metadata or {}})
+
+    def clear_output(self, wait=False):
+        Capture.outputs.clear()
+
+
+class CapturingDisplayHook(DisplayHook):
+    def write_output_prompt(self):
+        pass
+
+    def write_format_data(self, format_dict, md_dict=None):
+        Capture.outputs.append({"output_type": "execute_result", "data": format_dict,
+                                "metadata": md_dict or {}, "execution_count": None})
+
+    def finish_displayhook(self):
+        pass
+
+
+class GradingShell(InteractiveShell):
+    displayhook_class = CapturingDisplayHook
+    display_pub_class = CapturingDisplayPublisher
+
+    def showtraceback(self, *args, **kwargs):
+        pass  # errors are reported from run_cell's result, not printed
+
+    def showsyntaxerror(self, *args, **kwargs):
+        pass
+
+    def enable_gui(self, gui=None):
+        pass  # no event loop: figures are rendered inline after each cell
+
+
+def make_shell():
+    shell = GradingShell.instance(history_length=0, colors="nocolor")
+    shell.history_manager.enabled = False
+    shell.enable_matplotlib("inline")
+    return shell
+
+
+def error_output(exc):
+    return {"output_type": "error", "ename": type(exc).__name__, "evalue": str(exc)[:2000],
+            "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__)[-20:]}
+
+
+def is_memory_error(exc):
+    text = f"{type(exc).__name__}: {exc}"
+    return isinstance(exc, MemoryError) or "can't allocate memory" in text or "not enough memory" in text
+
+
+def run_cell(shell, source):
+    outputs = Capture.outputs = []
+    out, err = CappedStream("stdout", outputs), CappedStream("stderr", outputs)
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    started = time.perf_counter()
+    try:
+        result = shell.run_cell(source, store_history=False, silent=False)
+    finally:
+        sys.stdout, sys.stderr = saved
+    out.finish()
+    err.finish()
+    exc = result.error_before_exec or result.error_in_exec
+    status = "ok"
+    if exc is not None:
+        outputs.append(error_output(exc))
+        status = ("timeout" if isinstance(exc, KeyboardInterrupt)
+                  else "memory" if is_memory_error(exc) else "error")
+    return {"status": status, "outputs": outputs, "seconds": time.perf_counter() - started}
+
+
+def child_main(conn, shell, cells, start, replay, limits, slot, workdir):
+    """In the forked child: confine, replay what succeeded before, run cells from start."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # C-level writes must not reach the protocol pipe
+        os.dup2(devnull, fd)
+    confine_child(limits, slot, workdir)
+    sys.path.insert(0, workdir)  # the assignment's support files
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for index in replay:
+        run_cell(shell, cells[index])
+    for index in range(start, len(cells)):
+        write_message(conn, {"start": index})
+        write_message(conn, {"index": index, **run_cell(shell, cells[index])})
+    write_message(conn, {"done": True})
+
+
+def run_job(shell, job, slot):
+    """Run one submission's cells in forked children; never raises for student faults."""
+    limits = Limits(**job.get("limits", {}))
+    cells = job["cells"]
+    results = [None] * len(cells)
+    notes = []
+    workdir = tempfile.mkdtemp(prefix="submission-")
+    for name, text in job.get("files", {}).items():
+        with open(os.path.join(workdir, name), "w") as f:
+            f.write(text)
+    started = time.perf_counter()
+    start, restarts = 0, 0
+    try:
+        while start < len(cells):
+            succeeded = [i for i in range(start) if results[i]["status"] == "ok"]
+            start = _run_children(shell, cells, start, succeeded, limits, slot, workdir, results)
+            if start < len(cells):
+                restarts += 1
+                if restarts > MAX_RESTARTS:
+                    for i in range(start, len(cells)):
+                        results[i] = {"status": "not run", "outputs": [], "seconds": 0.0}
+                    notes.append(f"gave up after {MAX_RESTARTS} crashes; later cells were not run")
+                    break
+    finally:
+        kill_user_processes(slot)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {"cells": results, "notes": notes, "seconds": time.perf_counter() - started}
+
+
+def _run_children(shell, cells, start, replay, limits, slot, workdir, results):
+    """Fork one child and collect its cells; return the index to resume from (len = done)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        try:
+            with os.fdopen(write_fd, "wb") as conn:
+                try:
+                    child_main(conn, shell, cells, start, replay, limits, slot, workdir)
+                except BaseException as exc:  # reported as the reason the cell's process died
+                    write_message(conn, {"fatal": f"{type(exc).__name__}: {exc}"})
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    reader = _MessageReader(read_fd)
+    # Until the first cell starts, the child replays earlier cells: allow them their time.
+    current, interrupted, next_index = None, False, start
+    deadline = time.monotonic() + limits.timeout * (len(replay) + 1)
+    try:
+        while True:
+            message = reader.next(max(0.0, deadline - time.monotonic()))
+            if message is _MessageReader.TIMEOUT and current is not None and not interrupted:
+                os.kill(pid, signal.SIGINT)
+                interrupted, deadline = True, time.monotonic() + INTERRUPT_GRACE
+                continue
+            if message is _MessageReader.TIMEOUT:
+                os.kill(pid, signal.SIGKILL)
+                index = next_index if current is None else current
+                results[index] = _failed("timeout", limits, "did not stop when interrupted")
+                return index + 1
+            if message is None or "fatal" in message:  # the child died
+                index = next_index if current is None else current
+                reason = message["fatal"] if message else _death_reason(pid)
+                results[index] = _failed("crashed", limits, reason)
+                return index + 1
+            if "start" in message:
+                current, interrupted = message["start"], False
+                deadline = time.monotonic() + limits.timeout
+            elif "index" in message:
+                if message["status"] == "timeout":  # KeyboardInterrupt: ours, or the student's own
+                    if interrupted:
+                        message["outputs"].append(_timeout_output(limits))
+                    else:
+                        message["status"] = "error"
+                next_index = message.pop("index") + 1
+                results[next_index - 1] = message
+                current, deadline = None, time.monotonic() + limits.timeout
+            elif message.get("done"):
+                return len(cells)
+    finally:
+        reader.close()
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+def _timeout_output(limits):
+    return {"output_type": "error", "ename": "CellTimeout",
+            "evalue": f"the cell ran longer than {limits.timeout:g} s and was interrupted",
+            "traceback": []}
+
+
+def _failed(status, limits, detail):
+    if status == "timeout":
+        output = _timeout_output(limits)
+        output["evalue"] = output["evalue"].replace("interrupted", f"stopped ({detail})")
+    else:
+        output = {"output_type": "error", "ename": "KernelDied",
+                  "evalue": f"the process running this cell died: {detail}", "traceback": []}
+    return {"status": status, "outputs": [output], "seconds": 0.0}
+
+
+def _death_reason(pid):
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return "it exited"
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"it exited with code {os.WEXITSTATUS(status)}"
+
+
+class _MessageReader:
+    """Length-prefixed messages from a child's pipe, with a timeout per message."""
+    TIMEOUT = object()
+
+    def __init__(self, fd):
+        self.fd, self.buffer = fd, b""
+
+    def next(self, timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if len(self.buffer) >= 4:
+                (size,) = struct.unpack(">I", self.buffer[:4])
+                if len(self.buffer) >= 4 + size:
+                    data, self.buffer = self.buffer[4:4 + size], self.buffer[4 + size:]
+                    return json.loads(data)
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self.fd], [], [], wait)
+            if not ready:
+                return self.TIMEOUT
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                return None
+            self.buffer += chunk
+
+    def close(self):
+        os.close(self.fd)
+
+
+def main():
+    slot = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # stray prints must not corrupt the protocol
+    shell = make_shell()
+    run_cell(shell, "import torch\nfrom torch import nn")  # warm the shell's own code paths
+    write_message(stdout, {"ready": True, "pid": os.getpid(), "nbcheck": nbcheck.__file__})
+    while (job := read_message(stdin)) is not None:
+        try:
+            reply = run_job(shell, job, slot)
+        except Exception as exc:  # a fault of the executor itself: report it, stay up
+            reply = {"error": "".join(traceback.format_exception(exc))}
+        write_message(stdout, reply)
+
+
+if __name__ == "__main__":
+    main()
