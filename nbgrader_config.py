@@ -8,3 +8,24 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 # Re-add deleted grade cells when autograding, so one deleted test does not hide others.
 c.OverwriteCells.add_missing_cells = True
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+
+# Grading: nbgrader's own Autograde pipeline with two steps of ours in place of its
+# kernel-per-notebook Execute: run the code in a warm sandboxed pool, then judge the
+# tests' recorded observations outside the student's process (autograder/preprocessors.py).
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from autograder.preprocessors import ExecuteSandboxed, JudgeChecks  # noqa: E402
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern,  # noqa: E402
+                                    LimitOutput, SaveAutoGrades)
+
+c.Autograde.autograde_preprocessors = [ExecuteSandboxed, JudgeChecks, IgnorePattern, LimitOutput,
+                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+c.ExecuteSandboxed.timeout = 10
+c.ExecuteSandboxed.memory_mb = 2048
+# Feedback shows test cells without their hidden part (nbgrader's own ClearHiddenTests).
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, ClearHiddenTests]

@@ -1,0 +1,150 @@
+"""The grader's steps inside nbgrader's Autograde converter, as nbgrader preprocessors.
+
+``nbgrader_config.py`` puts them in ``Autograde.autograde_preprocessors`` in place of
+nbgrader's ``Execute``; the gradebook, late penalties, output limits and feedback stay
+nbgrader's own:
+
+    ExecuteSandboxed -> JudgeChecks -> (nbgrader) LimitOutput, SaveAutoGrades, ...
+"""
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+from nbgrader import utils
+from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Enum, Float, Integer
+
+from autograder import execution, scoring
+from autograder.sandbox import Limits
+
+SUPPORT_FILE_LIMIT = 1 << 20
+
+
+def is_test_cell(cell):
+    return cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
+
+
+def run_sources(nb):
+    """The code the student's process runs: test cells with their criteria cut out."""
+    sources = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if is_test_cell(cell):
+            try:
+                sources.append(scoring.strip_criteria(cell.source))
+            except SyntaxError:
+                sources.append("raise SyntaxError('this test cell is not valid Python')")
+        else:
+            sources.append(cell.source)
+    return sources
+
+
+def support_files(directory):
+    """The assignment's small text files (the check helper, data) next to the notebook."""
+    files = {}
+    for path in sorted(Path(directory).iterdir()) if directory else []:
+        if path.is_file() and path.suffix != ".ipynb" and path.stat().st_size < SUPPORT_FILE_LIMIT:
+            try:
+                files[path.name] = path.read_text()
+            except UnicodeDecodeError:
+                continue
+    return files
+
+
+def run_key(sources, files):
+    digest = hashlib.sha256(json.dumps([sources, files], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+class ExecuteSandboxed(NbGraderPreprocessor):
+    """Run the notebook's code in the warm sandboxed pool (or a fresh kernel)."""
+
+    executor = Enum(["fork", "kernel"], default_value="fork",
+                    help="fork: warm, sandboxed, forked processes; kernel: a fresh Jupyter kernel "
+                         "per notebook, as stock nbgrader (no sandbox)").tag(config=True)
+    timeout = Float(10.0, help="Seconds a cell may run before it is interrupted").tag(config=True)
+    memory_mb = Integer(2048, help="Memory (MiB) a submission may allocate").tag(config=True)
+    jobs = Integer(0, help="Parallel executors (0: one per core)").tag(config=True)
+
+    # Shared by every notebook of a run: the pool, and runs started ahead of nbgrader.
+    _pool = None
+    _pool_lock = threading.Lock()
+    prefetched = {}
+
+    @classmethod
+    def pool(cls, jobs=0, hidden=()):
+        with cls._pool_lock:
+            if cls._pool is None:
+                cls._pool = execution.WarmPool(jobs or None, hidden=hidden)
+            return cls._pool
+
+    @classmethod
+    def shutdown(cls):
+        with cls._pool_lock:
+            if cls._pool is not None:
+                cls._pool.close()
+                cls._pool = None
+        cls.prefetched.clear()
+
+    def limits(self):
+        return Limits(timeout=self.timeout, memory_mb=self.memory_mb)
+
+    def start(self, sources, files, hidden=()):
+        """Begin running a notebook's code; returns a future of an ``execution.Run``."""
+        if self.executor == "kernel":
+            from concurrent.futures import Future
+            future = Future()
+            future.set_result(execution.run_in_kernel(sources, files, self.limits()))
+            return future
+        return self.pool(self.jobs, hidden).submit(sources, files, self.limits())
+
+    def preprocess(self, nb, resources):
+        sources = run_sources(nb)
+        files = support_files(resources.get("metadata", {}).get("path"))
+        key = run_key(sources, files)
+        future = self.prefetched.pop(key, None) or self.start(sources, files, _course_dirs(resources))
+        run = future.result()
+        code_cells = [c for c in nb.cells if c.cell_type == "code"]
+        for cell, result in zip(code_cells, run.cells):
+            cell.outputs = [_output_node(o) for o in result["outputs"]]
+            cell.metadata["autograder"] = {"status": result["status"], "seconds": round(result["seconds"], 4)}
+        nb.metadata["autograder"] = {"notes": run.notes, "seconds": round(run.seconds, 4),
+                                     "executor": self.executor}
+        return nb, resources
+
+
+class JudgeChecks(NbGraderPreprocessor):
+    """Replace each test cell's outputs by its verdict, decided from the recorded data."""
+
+    def preprocess(self, nb, resources):
+        for cell in nb.cells:
+            if not is_test_cell(cell):
+                continue
+            status = cell.metadata.get("autograder", {}).get("status", "ok")
+            try:
+                verdict = scoring.judge_cell(cell.source, cell.outputs, status)
+            except scoring.TestCellError as exc:
+                verdict = scoring.CellVerdict(passed=False, lines=[f"[fail] {exc}"], failed=["test cell"],
+                                              public_messages=[str(exc)])
+            cell.outputs = [_output_node(o) for o in scoring.verdict_outputs(verdict)]
+            cell.metadata.setdefault("autograder", {})["verdict"] = {
+                "passed": verdict.passed, "failed": verdict.failed, "messages": verdict.public_messages}
+        return nb, resources
+
+
+def _course_dirs(resources):
+    """Directories the sandbox hides: the course (solutions, gradebook) and the submission."""
+    path = resources.get("metadata", {}).get("path")
+    db_url = resources.get("nbgrader", {}).get("db_url", "")
+    hidden = [os.getcwd()] + ([path] if path else [])
+    if db_url.startswith("sqlite:///"):
+        hidden.append(os.path.dirname(os.path.abspath(db_url[len("sqlite:///"):])))
+    return hidden
+
+
+def _output_node(output):
+    from nbformat import from_dict
+    return from_dict(output)
