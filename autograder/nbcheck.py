@@ -14,12 +14,17 @@ Two modes, chosen by the NBCHECK_MODE environment variable at call time:
   from the cell before the student's process sees it and judges the recorded data in
   its own process, so nothing the student's code patches can change a verdict.
 
+``check_notebook(path)`` runs a saved notebook's public tests in a fresh kernel and
+prints a per-question summary; the grader's ``check`` command prints the same.
+
 This file ships beside each assignment's notebook (it is copied from the autograder
-package); it holds no solution. The grader imports ``judge`` from the same file.
+package); it holds no solution. The grader judges with this very file.
 """
+import ast
 import builtins
 import math
 import os
+from dataclasses import dataclass, field
 
 OBSERVATION_MIME = "application/vnd.nbcheck.observation+json"
 _MISSING = object()
@@ -121,7 +126,7 @@ def observe_safely(observe):
     try:
         raw = observe() if _callable(observe) else observe
         return to_plain(raw), None
-    except BaseException as exc:  # a student's KeyboardInterrupt or SystemExit is a failed check too
+    except (Exception, SystemExit) as exc:  # KeyboardInterrupt (a timeout) ends the cell
         return None, f"{_type(exc).__name__}: {exc}"
 
 
@@ -140,3 +145,183 @@ def check(name, observe, *, expect=_MISSING, same=None, tol=1e-6, hint=""):
     if not passed:
         raise CheckFailed(f"{name}: {reason}" + (f"\nHint: {hint}" if hint else ""))
     print(f"[pass] {name}")
+
+
+# --- Reading and judging test cells (used by the grader and by check_notebook) ---
+
+CRITERIA = ("expect", "same", "tol")
+PRIVATE = CRITERIA + ("hint",)  # never sent into the student's process
+HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    criteria: dict
+    hint: str
+    hidden: bool
+
+
+@dataclass
+class CellVerdict:
+    passed: bool
+    lines: list = field(default_factory=list)
+    failed: list = field(default_factory=list)  # names of failed checks (hidden ones included)
+    public_messages: list = field(default_factory=list)
+
+
+class TestCellError(ValueError):
+    """A test cell that does not follow the check convention (a fault of the master)."""
+
+
+def _check_calls(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+            if name == "check":
+                yield node
+
+
+def _hidden_lines(source):
+    hidden, inside = set(), False
+    for number, line in enumerate(source.splitlines(), start=1):
+        if line.strip() == HIDDEN_BEGIN:
+            inside = True
+        elif line.strip() == HIDDEN_END:
+            inside = False
+        elif inside:
+            hidden.add(number)
+    return hidden
+
+
+def parse_checks(source):
+    """The checks a test cell states, in order, with their criteria read as literals."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise TestCellError(f"test cell is not valid Python: {exc}") from exc
+    hidden = _hidden_lines(source)
+    specs = []
+    for call in _check_calls(tree):
+        if not call.args or not isinstance(call.args[0], ast.Constant) or not isinstance(call.args[0].value, str):
+            raise TestCellError(f"line {call.lineno}: a check's name must be a string literal")
+        try:
+            kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg in PRIVATE}
+        except ValueError as exc:
+            raise TestCellError(f"line {call.lineno}: criteria must be literals ({exc})") from exc
+        specs.append(CheckSpec(name=call.args[0].value,
+                               criteria={k: kwargs[k] for k in CRITERIA if k in kwargs},
+                               hint=kwargs.get("hint", ""), hidden=call.lineno in hidden))
+    return specs
+
+
+def strip_criteria(source):
+    """The test cell as the student's process may see it: criteria and hints removed."""
+    tree = ast.parse(source)
+    for call in _check_calls(tree):
+        call.keywords = [kw for kw in call.keywords if kw.arg not in PRIVATE]
+    return ast.unparse(tree)
+
+
+def recorded_observations(outputs):
+    """{check name: (value, error)} from a cell's outputs; the first record of a name wins."""
+    found = {}
+    for output in outputs:
+        data = output.get("data", {}) if output.get("output_type") == "display_data" else {}
+        record = data.get(OBSERVATION_MIME)
+        if isinstance(record, dict) and isinstance(record.get("name"), str):
+            found.setdefault(record["name"], (record.get("value"), record.get("error")))
+    return found
+
+
+def _cell_problem(outputs, status):
+    if status and status not in ("ok", "error"):
+        return {"timeout": "the cell ran out of time", "memory": "the cell ran out of memory",
+                "crashed": "the process running the cell died", "not run": "the cell was not run"}.get(status, status)
+    errors = [o for o in outputs if o.get("output_type") == "error"]
+    if errors:
+        return f"{errors[-1].get('ename')}: {str(errors[-1].get('evalue'))[:200]}"
+    return None
+
+
+def judge_cell(source, outputs, status="ok"):
+    """Verdict of one executed test cell, from its trusted source and recorded outputs."""
+    specs = parse_checks(source)
+    if not specs:
+        raise TestCellError("test cell states no check")
+    seen = recorded_observations(outputs)
+    problem = _cell_problem(outputs, status)
+    verdict = CellVerdict(passed=True)
+    for spec in specs:
+        label = f"hidden test {spec.name}" if spec.hidden else spec.name
+        if spec.name not in seen:
+            ok, reason = False, "did not run" + (f" ({problem})" if problem else "")
+        else:
+            value, error = seen[spec.name]
+            if error is not None:
+                ok, reason = False, f"could not look at your answer: {error}"
+            else:
+                ok, reason = judge(value, **spec.criteria)
+        if ok:
+            verdict.lines.append(f"[pass] {label}")
+            continue
+        verdict.passed = False
+        verdict.failed.append(spec.name)
+        if spec.hidden:
+            verdict.lines.append(f"[fail] {label}")
+        else:
+            message = f"{spec.name}: {reason}" + (f" Hint: {spec.hint}" if spec.hint else "")
+            verdict.public_messages.append(message)
+            verdict.lines.append(f"[fail] {message}")
+    return verdict
+
+
+# --- A student's own check of a saved notebook ---
+
+def test_cells(nb):
+    """(grade id, points, cell) of each autograded test cell of a notebook."""
+    for cell in nb["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.get("cell_type") == "code" and meta.get("grade") and not meta.get("solution"):
+            yield meta.get("grade_id", "?"), meta.get("points", 0), cell
+
+
+def report(nb, title):
+    """Per-question lines for an executed notebook whose checks were recorded."""
+    lines, passed, total = [f"{title}: public checks"], 0, 0
+    for grade_id, points, cell in test_cells(nb):
+        total += 1
+        try:
+            verdict = judge_cell(cell["source"], cell.get("outputs", []), cell.get("metadata", {})
+                                 .get("autograder", {}).get("status", "ok"))
+        except TestCellError as exc:
+            lines.append(f"  FAIL  {grade_id} ({points:g} pts): {exc}")
+            continue
+        passed += verdict.passed
+        lines.append(f"  {'PASS' if verdict.passed else 'FAIL'}  {grade_id} ({points:g} pts)")
+        lines.extend(f"        {message}" for message in verdict.public_messages)
+    lines.append(f"{passed} of {total} questions pass their public checks. Hidden tests run when "
+                 "your work is graded, so passing here does not guarantee full marks.")
+    return "\n".join(lines)
+
+
+def check_notebook(path, timeout=60):
+    """Run a saved notebook in a fresh kernel and print how its public checks fare.
+
+    Call it from a cell (save the notebook first): ``from nbcheck import check_notebook;
+    check_notebook("param_access.ipynb")``.
+    """
+    if os.environ.get("NBCHECK_MODE") == "record":
+        return None  # being graded: the notebook is not run from inside itself
+    import nbformat
+    from nbclient import NotebookClient
+    nb = nbformat.read(path, as_version=4)
+    folder = os.path.dirname(os.path.abspath(path))
+    client = NotebookClient(nb, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
+                            kernel_name=nb.metadata.get("kernelspec", {}).get("name", "python3"),
+                            resources={"metadata": {"path": folder}})
+    client.execute(env=dict(os.environ, NBCHECK_MODE="record"))
+    text = report(nb, os.path.basename(path))
+    print(text)
+    return text

@@ -1,0 +1,44 @@
+# Quick start: `make demo` (grade the example submissions), `make test` (the whole suite).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# nbgrader calls `alembic` from PATH: the venv's bin/ must come first.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+ASSIGNMENTS := $(notdir $(wildcard source/*))
+
+.PHONY: install release demo test lab lessons bench clean
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+# Student versions are generated, never edited: the check helper is copied into each
+# master, then nbgrader writes release/<assignment>/.
+release: install
+	@for a in $(ASSIGNMENTS); do \
+	  cp autograder/nbcheck.py source/$$a/nbcheck.py; \
+	  nbgrader generate_assignment $$a --force --log-level=WARN || exit 1; \
+	done
+
+demo: release
+	$(PY) -m autograder grade examples/submissions --assignment param_access --out out/demo --force
+
+test: install
+	$(PY) -m pytest
+
+lab: install
+	$(VENV)/bin/jupyter lab --notebook-dir=.
+
+# Re-execute the lessons in place after editing them (nbval then compares against these outputs).
+lessons: install
+	cd notebooks && ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace 0*.ipynb
+
+bench: install
+	$(PY) bench/bench.py
+
+clean:
+	rm -rf submitted autograded feedback gradebook.db out test-artifacts

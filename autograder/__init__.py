@@ -1,0 +1,1 @@
+"""Grading for the parameter-management course: intake -> sandboxed execution -> scoring -> reports."""

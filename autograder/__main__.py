@@ -1,0 +1,66 @@
+"""Command line: ``python -m autograder {grade,check,gradescope} ...``; it only wires the stages."""
+import argparse
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    grade = commands.add_parser("grade", help="grade a folder (or .zip) of submissions")
+    grade.add_argument("submissions", help="folder of <student>.ipynb, of <student>/ folders, "
+                                           "an nbgrader submitted/ tree, or a .zip of one of these")
+    grade.add_argument("--assignment", required=True, help="assignment name (a folder of source/)")
+    grade.add_argument("--out", required=True, help="folder for grades.csv, feedback/ and report.html")
+    grade.add_argument("--db", help="gradebook SQLAlchemy URL (default: sqlite gradebook.db in the course)")
+    grade.add_argument("--timeout", type=float, default=10.0, help="seconds per cell (default 10)")
+    grade.add_argument("--memory", type=int, default=2048, help="MiB a submission may allocate (default 2048)")
+    grade.add_argument("--jobs", type=int, default=0, help="parallel executors (default: one per core)")
+    grade.add_argument("--executor", choices=["fork", "kernel"], default="fork",
+                       help="fork: warm sandboxed processes (default); kernel: a Jupyter kernel per notebook")
+    grade.add_argument("--force", action="store_true", help="grade again even unchanged submissions")
+    grade.add_argument("--course", default=None, help="course directory (default: this repository)")
+
+    check = commands.add_parser("check", help="run a notebook's public tests, as a student")
+    check.add_argument("notebook")
+    check.add_argument("--timeout", type=float, default=30.0)
+
+    bundle = commands.add_parser("gradescope", help="build a Gradescope autograder bundle")
+    bundle.add_argument("--assignment", required=True)
+    bundle.add_argument("-o", "--output", default="autograder.zip")
+    bundle.add_argument("--hidden-visibility", default="after_published",
+                        choices=["hidden", "after_due_date", "after_published", "visible"])
+
+    args = parser.parse_args(argv)
+    # Our progress lines at INFO; nbgrader's own chatter only when it warns.
+    logging.basicConfig(level=logging.ERROR, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("autograder").setLevel(logging.INFO)
+    warnings.filterwarnings("ignore", module="sqlalchemy")
+    warnings.filterwarnings("ignore", message=".*not in session.*")
+    # nbgrader runs `alembic` from PATH: make it this interpreter's.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+    if args.command == "grade":
+        from autograder import grade as grading, pipeline, reports
+        course = pipeline.Course(root=args.course or pipeline.REPO_ROOT, db_url=args.db, timeout=args.timeout,
+                                 memory_mb=args.memory, jobs=args.jobs, executor=args.executor)
+        rows = grading.run(args.submissions, args.assignment, args.out, course=course, force=args.force)
+        print(reports.grade_table(rows, grading.question_ids(grading.master_notebook(course, args.assignment))))
+        print(f"\nwrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'report.html'} "
+              f"and {len(rows)} feedback pages in {Path(args.out) / 'feedback'}")
+        return 0
+    if args.command == "check":
+        from autograder import check as checking
+        return checking.main(args.notebook, timeout=args.timeout)
+    if args.command == "gradescope":
+        from autograder import gradescope
+        gradescope.build(args.assignment, args.output, hidden_visibility=args.hidden_visibility)
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""``python -m autograder check NOTEBOOK``: a student's own run of the public tests.
+
+The notebook runs in the same executor as grading, and is judged by the same code
+(``nbcheck.report``) that ``check_notebook`` uses from a JupyterLab cell.
+"""
+from pathlib import Path
+
+import nbformat
+
+from autograder import intake, nbcheck
+from autograder.execution import WarmPool
+from autograder.preprocessors import support_files
+from autograder.sandbox import Limits
+
+
+def main(notebook, timeout=30.0):
+    path = Path(notebook)
+    if not path.is_file():
+        print(f"error: no such notebook: {path}")
+        return 2
+    nb, notes, status = intake.read_notebook(path)
+    if nb is None:
+        print(f"error: {path} cannot be checked: {status}")
+        return 2
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    pool = WarmPool(1, hidden=[])
+    try:
+        run = pool.submit([c.source for c in code], support_files(path.parent), Limits(timeout=timeout)).result()
+    finally:
+        pool.close()
+    for cell, result in zip(code, run.cells):
+        cell.outputs = result["outputs"]
+        cell.metadata["autograder"] = {"status": result["status"]}
+    print(nbcheck.report(nb, path.name))
+    for note in notes + run.notes:
+        print(f"note: {note}")
+    verdicts = [nbcheck.judge_cell(c.source, c.outputs, c.metadata["autograder"]["status"]).passed
+                for _, _, c in nbcheck.test_cells(nb)]
+    return 0 if all(verdicts) else 1

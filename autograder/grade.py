@@ -1,0 +1,170 @@
+"""``python -m autograder grade``: a folder of submissions to grades, feedback and a report."""
+import json
+import logging
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from tqdm import tqdm
+
+from autograder import intake, pipeline, reports
+
+log = logging.getLogger(__name__)
+STATE_FILE = ".autograder.json"  # in each autograded folder: the submission it graded
+PROBLEM_STATUSES = {"timeout": "timeout", "memory": "memory limit", "crashed": "crashed",
+                    "not run": "not run"}
+
+
+@dataclass
+class StudentRow:
+    student_id: str
+    assignment: str
+    questions: dict  # {grade_id: points, or "pending" for manual grading not done}
+    score: float
+    max_score: float
+    status: str
+    notes: list = field(default_factory=list)
+    seconds: float = 0.0
+    messages: dict = field(default_factory=dict)  # {grade_id: [public messages]}
+
+
+def master_notebook(course, assignment):
+    notebooks = sorted((course.root / "source" / assignment).glob("*.ipynb"))
+    if len(notebooks) != 1:
+        raise SystemExit(f"error: source/{assignment}/ must hold exactly one notebook "
+                         f"(found {len(notebooks)}); is the assignment name right?")
+    return notebooks[0]
+
+
+def release_notebook(master):
+    """The student version, as nbgrader generates it (what submissions are compared with)."""
+    release = master.parent.parent.parent / "release" / master.parent.name / master.name
+    return nbformat.read(release if release.exists() else master, as_version=4)
+
+
+def run(submissions, assignment, out, *, course, force=False):
+    """Grade everything in ``submissions``; write grades.csv, feedback/ and report.html in ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    master = master_notebook(course, assignment)
+    master_nb = nbformat.read(master, as_version=4)
+    found = intake.collect(submissions, assignment, release_notebook(master))
+    if not found:
+        raise SystemExit(f"error: no submissions found in {submissions}")
+    course.hidden.extend([str(Path(submissions).resolve()), str(out.resolve())])
+
+    to_grade = []
+    for sub in found:
+        if sub.notebook is None:
+            continue
+        folder = course.submitted_dir(assignment, sub.student_id)
+        state = course.autograded_dir(assignment, sub.student_id) / STATE_FILE
+        if not force and state.exists() and json.loads(state.read_text()).get("sha256") == sub.sha256:
+            continue  # graded before, unchanged
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        nbformat.write(sub.notebook, folder / master.name)
+        to_grade.append(sub)
+
+    log.info("%d submissions found, %d to grade (the others are unchanged or ungradable)",
+             len(found), len(to_grade))
+    outcomes = _autograde(course, assignment, to_grade)
+    api = course.api()
+    rows = []
+    for sub in found:
+        row = _row(course, assignment, master, master_nb, sub, outcomes.get(sub.student_id))
+        rows.append(row)
+        feedback = out / "feedback" / f"{sub.student_id}.html"
+        feedback.parent.mkdir(exist_ok=True)
+        if sub.notebook is None or row.status.startswith("grading failed"):
+            reports.write_plain_feedback(feedback, row)
+        elif sub.student_id in outcomes or not feedback.exists():
+            result = api.generate_feedback(assignment, sub.student_id)
+            produced = course.work / "feedback" / sub.student_id / assignment / f"{master.stem}.html"
+            if result["success"] and produced.exists():
+                shutil.copyfile(produced, feedback)
+            else:
+                reports.write_plain_feedback(feedback, row)
+    reports.write_grades_csv(out / "grades.csv", rows, question_ids(master_nb))
+    reports.write_report(out / "report.html", rows, question_ids(master_nb), assignment)
+    return rows
+
+
+def _autograde(course, assignment, subs):
+    if not subs:
+        return {}
+    interactive = sys.stderr.isatty()
+    bar = tqdm(total=len(subs), desc="grading", unit="nb", disable=not interactive)
+
+    def progress(student, result):
+        bar.update(1)
+        if not interactive:
+            log.info("graded %s (%d/%d)%s", student, bar.n, len(subs), "" if result["success"] else ": FAILED")
+        if result["success"]:
+            state = course.autograded_dir(assignment, student) / STATE_FILE
+            sha = next(s.sha256 for s in subs if s.student_id == student)
+            state.write_text(json.dumps({"sha256": sha}))
+
+    try:
+        return pipeline.autograde(course, assignment, [s.student_id for s in subs], progress)
+    finally:
+        bar.close()
+
+
+def question_ids(master):
+    """Grade ids of the questions (cells with points), in notebook order."""
+    master_nb = master if isinstance(master, nbformat.NotebookNode) else nbformat.read(master, as_version=4)
+    return [c.metadata.nbgrader["grade_id"] for c in master_nb.cells
+            if c.metadata.get("nbgrader", {}).get("grade") and "points" in c.metadata.nbgrader]
+
+
+def _row(course, assignment, master, master_nb, sub, outcome):
+    questions = question_ids(master_nb)
+    points = {c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader["points"])
+              for c in master_nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") in questions}
+    max_score = sum(points.values())
+    row = StudentRow(sub.student_id, assignment, {q: 0.0 for q in questions}, 0.0, max_score,
+                     sub.status or "graded", list(sub.notes))
+    if sub.notebook is None:
+        return row
+    if outcome is not None and not outcome["success"]:
+        error = (outcome.get("error") or "").strip().splitlines()
+        row.status = f"grading failed: {error[-1] if error else 'unknown error'}"
+        return row
+    grades = pipeline.gradebook_scores(course, assignment, sub.student_id)
+    if not grades:
+        row.status = "grading failed: no grades in the gradebook"
+        return row
+    statuses = []
+    for gid in questions:
+        grade = grades.get(gid)
+        if grade is None:
+            continue
+        row.questions[gid] = "pending" if grade.needs_manual and not grade.auto else grade.score
+    row.score = sum(v for v in row.questions.values() if v != "pending")
+    graded = course.autograded_dir(assignment, sub.student_id) / master.name
+    if graded.exists():
+        nb = nbformat.read(graded, as_version=4)
+        row.seconds = float(nb.metadata.get("autograder", {}).get("seconds", 0.0))
+        row.notes.extend(nb.metadata.get("autograder", {}).get("notes", []))
+        for index, cell in enumerate(nb.cells):
+            meta = cell.metadata.get("autograder", {})
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id", f"cell {index + 1}")
+            problem = PROBLEM_STATUSES.get(meta.get("status"))
+            if problem:
+                statuses.append(problem)
+                detail = next((o.get("evalue") for o in cell.get("outputs", []) if o.get("output_type") == "error"), "")
+                row.notes.append(f"{gid}: {problem}" + (f" ({detail})" if detail else ""))
+            verdict = meta.get("verdict")
+            if verdict and not verdict["passed"]:
+                row.messages[gid] = verdict["messages"]
+                shown = "; ".join(verdict["messages"]) or "hidden tests failed"
+                row.notes.append(f"{gid}: {shown}"[:400])
+    if any(v == "pending" for v in row.questions.values()):
+        statuses.append("needs manual grading")
+    if statuses:
+        row.status = "; ".join(dict.fromkeys(statuses))
+    return row
+

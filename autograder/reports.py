@@ -1,0 +1,100 @@
+"""Reports and exports: grades.csv, the instructor's report.html, plain feedback pages,
+and the grade table printed at the end of a run."""
+import base64
+import csv
+import html
+import io
+import statistics
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def write_grades_csv(path, rows, question_ids):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student_id", "assignment", *question_ids, "score", "max_score", "status", "notes"])
+        for row in rows:
+            writer.writerow([row.student_id, row.assignment,
+                             *[_points(row.questions.get(q, 0.0)) for q in question_ids],
+                             _points(row.score), _points(row.max_score), row.status, " | ".join(row.notes)])
+
+
+def _points(value):
+    return value if isinstance(value, str) else f"{value:g}"
+
+
+def grade_table(rows, question_ids):
+    """The grade table as plain text, one line per student."""
+    headers = ["student", *question_ids, "score", "status"]
+    body = [[r.student_id, *[_points(r.questions.get(q, 0.0)) for q in question_ids],
+             f"{_points(r.score)}/{_points(r.max_score)}", r.status] for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *body)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(b) for b in body])
+
+
+def _figure_png(fig):
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _charts(rows, question_ids):
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    scores = [r.score for r in rows]
+    top = max((r.max_score for r in rows), default=1) or 1
+    left.hist(scores, bins=min(20, max(5, len(rows))), range=(0, top), color="#4477aa", edgecolor="white")
+    left.set(title="Score distribution", xlabel=f"score (out of {top:g})", ylabel="students")
+    rates = []
+    for q in question_ids:
+        graded = [r.questions[q] for r in rows if not isinstance(r.questions.get(q), str)]
+        full = [r for r in rows if q in r.questions]
+        maximum = max((v for v in graded), default=0)
+        rates.append(100 * sum(1 for v in graded if v > 0 and v >= maximum) / len(full) if full and maximum else 0)
+    right.barh(question_ids, rates, color="#228833")
+    right.set(title="Questions passed (full points)", xlabel="% of students", xlim=(0, 100))
+    right.invert_yaxis()
+    return _figure_png(fig)
+
+
+def write_report(path, rows, question_ids, assignment):
+    esc = html.escape
+    scores = [r.score for r in rows]
+    summary = (f"{len(rows)} submissions; mean {statistics.mean(scores):.2f}, median "
+               f"{statistics.median(scores):g} out of {rows[0].max_score:g}") if rows else "no submissions"
+    slow = sorted((r for r in rows if r.seconds), key=lambda r: r.seconds, reverse=True)[:10]
+    unusual = [r for r in rows if r.status != "graded"]
+    parts = [f"<!doctype html><meta charset='utf-8'><title>Grading report: {esc(assignment)}</title>",
+             "<style>body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}</style>",
+             f"<h1>Grading report: {esc(assignment)}</h1><p>{esc(summary)}</p>",
+             f"<img alt='score histogram and pass rate per question' src='data:image/png;base64,{_charts(rows, question_ids)}'>",
+             "<h2>Submissions that were not simply graded</h2>"]
+    if unusual:
+        parts.append("<table><tr><th>student</th><th>status</th><th>notes</th></tr>" + "".join(
+            f"<tr><td>{esc(r.student_id)}</td><td>{esc(r.status)}</td><td>{esc(' | '.join(r.notes))}</td></tr>"
+            for r in unusual) + "</table>")
+    else:
+        parts.append("<p>None: every submission was graded in full.</p>")
+    parts.append("<h2>Slowest submissions</h2><table><tr><th>student</th><th>seconds</th></tr>" + "".join(
+        f"<tr><td>{esc(r.student_id)}</td><td>{r.seconds:.2f}</td></tr>" for r in slow) + "</table>")
+    parts.append("<h2>All grades</h2><table><tr><th>student</th>" + "".join(f"<th>{esc(q)}</th>" for q in question_ids)
+                 + "<th>score</th><th>status</th></tr>" + "".join(
+        f"<tr><td>{esc(r.student_id)}</td>" + "".join(f"<td>{esc(_points(r.questions.get(q, 0.0)))}</td>" for q in question_ids)
+        + f"<td>{_points(r.score)}/{_points(r.max_score)}</td><td>{esc(r.status)}</td></tr>" for r in rows) + "</table>")
+    path.write_text("\n".join(parts))
+
+
+def write_plain_feedback(path, row):
+    """Feedback for a submission nbgrader could not grade: the reason and the points."""
+    esc = html.escape
+    items = "".join(f"<li>{esc(q)}: {_points(v)}</li>" for q, v in row.questions.items())
+    notes = "".join(f"<li>{esc(n)}</li>" for n in row.notes)
+    path.write_text(f"<!doctype html><meta charset='utf-8'><title>Feedback: {esc(row.assignment)}</title>"
+                    f"<h1>{esc(row.assignment)}: {_points(row.score)} / {_points(row.max_score)}</h1>"
+                    f"<p>Your submission could not be graded in full: <b>{esc(row.status)}</b>.</p>"
+                    f"<ul>{items}</ul>" + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
