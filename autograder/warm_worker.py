@@ -23,6 +23,7 @@ import json  # noqa: E402
 import select  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
+import socket  # noqa: E402
 import struct  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -178,23 +179,88 @@ def run_cell(shell, source):
     return {"status": status, "outputs": outputs, "seconds": time.perf_counter() - started}
 
 
-def child_main(conn, shell, cells, start, replay, limits, slot, workdir):
-    """In the forked child: confine, replay what succeeded before, run cells from start."""
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):  # C-level writes must not reach the protocol pipe
-        os.dup2(devnull, fd)
-    confine_child(limits, slot, workdir)
-    sys.path.insert(0, workdir)  # the assignment's support files
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for index in replay:
-        run_cell(shell, cells[index])
-    for index in range(start, len(cells)):
-        write_message(conn, {"start": index})
-        write_message(conn, {"index": index, **run_cell(shell, cells[index])})
-    write_message(conn, {"done": True})
+class Zygote:
+    """A pristine fork of the warm worker, made before any job arrives, that forks the
+    per-submission children.
+
+    The worker itself has held earlier students' code in its memory; a child forked from
+    it could dig that out. Children forked from the zygote never see any job but their
+    own, which reaches them over a socket of their own.
+    """
+
+    def __init__(self, shell):
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.pid = os.fork()
+        if self.pid == 0:
+            self.control.close()
+            try:
+                _zygote_loop(theirs, shell)
+            finally:
+                os._exit(0)
+        theirs.close()
+
+    def spawn(self):
+        """A new child: (pid, socket to send it its job and read its results)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        socket.send_fds(self.control, [b"fork"], [theirs.fileno()])
+        theirs.close()
+        reply = self.control.recv(64)
+        if not reply:
+            raise RuntimeError("the zygote process died")
+        return int(reply), ours
+
+    def reap(self, pid):
+        """Wait for a child to end; its wait status."""
+        self.control.send(b"wait %d" % pid)
+        return int(self.control.recv(64))
 
 
-def run_job(shell, job, slot):
+def _zygote_loop(control, shell):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the children
+    while True:
+        message, fds, _, _ = socket.recv_fds(control, 64, 1)
+        if not message:
+            return
+        if message == b"fork":
+            pid = os.fork()
+            if pid == 0:
+                control.close()
+                with socket.socket(fileno=fds[0]) as conn:
+                    _child(conn, shell)
+                os._exit(0)
+            os.close(fds[0])
+            control.send(b"%d" % pid)
+        elif message.startswith(b"wait "):
+            try:
+                _, status = os.waitpid(int(message.split()[1]), 0)
+            except ChildProcessError:
+                status = 0
+            control.send(b"%d" % status)
+
+
+def _child(conn, shell):
+    """In a submission's process: receive the job, confine, replay, run, report."""
+    stream = conn.makefile("rwb")
+    try:
+        job = read_message(stream)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # C-level writes must not reach the worker's protocol
+            os.dup2(devnull, fd)
+        confine_child(Limits(**job["limits"]), job["slot"], job["workdir"])
+        sys.path.insert(0, job["workdir"])  # the assignment's support files
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        cells = job["cells"]
+        for index in job["replay"]:
+            run_cell(shell, cells[index])
+        for index in range(job["start"], len(cells)):
+            write_message(stream, {"start": index})
+            write_message(stream, {"index": index, **run_cell(shell, cells[index])})
+        write_message(stream, {"done": True})
+    except BaseException as exc:  # reported as the reason the cell's process died
+        write_message(stream, {"fatal": f"{type(exc).__name__}: {exc}"})
+
+
+def run_job(zygote, job, slot):
     """Run one submission's cells in forked children; never raises for student faults."""
     limits = Limits(**job.get("limits", {}))
     cells = job["cells"]
@@ -208,8 +274,10 @@ def run_job(shell, job, slot):
     start, restarts = 0, 0
     try:
         while start < len(cells):
-            succeeded = [i for i in range(start) if results[i]["status"] == "ok"]
-            start = _run_children(shell, cells, start, succeeded, limits, slot, workdir, results)
+            task = {"cells": cells, "start": start, "limits": job.get("limits", {}), "slot": slot,
+                    "workdir": workdir,
+                    "replay": [i for i in range(start) if results[i]["status"] == "ok"]}
+            start = _run_child(zygote, task, limits, results)
             if start < len(cells):
                 restarts += 1
                 if restarts > MAX_RESTARTS:
@@ -223,22 +291,16 @@ def run_job(shell, job, slot):
     return {"cells": results, "notes": notes, "seconds": time.perf_counter() - started}
 
 
-def _run_children(shell, cells, start, replay, limits, slot, workdir, results):
-    """Fork one child and collect its cells; return the index to resume from (len = done)."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        try:
-            with os.fdopen(write_fd, "wb") as conn:
-                try:
-                    child_main(conn, shell, cells, start, replay, limits, slot, workdir)
-                except BaseException as exc:  # reported as the reason the cell's process died
-                    write_message(conn, {"fatal": f"{type(exc).__name__}: {exc}"})
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    reader = _MessageReader(read_fd)
+def _run_child(zygote, task, limits, results):
+    """Run a child from task["start"]; return the index to resume from (len(cells) = done)."""
+    cells, start, replay = task["cells"], task["start"], task["replay"]
+    pid, conn = zygote.spawn()
+    reaped = None
+    try:
+        write_message(conn.makefile("wb"), task)
+    except OSError:
+        pass  # the child died at once; reading below reports it
+    reader = _MessageReader(conn)
     # Until the first cell starts, the child replays earlier cells: allow them their time.
     current, interrupted, next_index = None, False, start
     deadline = time.monotonic() + limits.timeout * (len(replay) + 1)
@@ -256,7 +318,9 @@ def _run_children(shell, cells, start, replay, limits, slot, workdir, results):
                 return index + 1
             if message is None or "fatal" in message:  # the child died
                 index = next_index if current is None else current
-                reason = message["fatal"] if message else _death_reason(pid)
+                if message is None:
+                    reaped = zygote.reap(pid)
+                reason = message["fatal"] if message else _death_reason(reaped)
                 results[index] = _failed("crashed", limits, reason)
                 return index + 1
             if "start" in message:
@@ -274,12 +338,13 @@ def _run_children(shell, cells, start, replay, limits, slot, workdir, results):
             elif message.get("done"):
                 return len(cells)
     finally:
-        reader.close()
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
+        conn.close()
+        if reaped is None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            zygote.reap(pid)
 
 
 def _timeout_output(limits):
@@ -298,11 +363,7 @@ def _failed(status, limits, detail):
     return {"status": status, "outputs": [output], "seconds": 0.0}
 
 
-def _death_reason(pid):
-    try:
-        _, status = os.waitpid(pid, 0)
-    except ChildProcessError:
-        return "it exited"
+def _death_reason(status):
     if os.WIFSIGNALED(status):
         return f"killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
     return f"it exited with code {os.WEXITSTATUS(status)}"
@@ -312,8 +373,8 @@ class _MessageReader:
     """Length-prefixed messages from a child's pipe, with a timeout per message."""
     TIMEOUT = object()
 
-    def __init__(self, fd):
-        self.fd, self.buffer = fd, b""
+    def __init__(self, sock):
+        self.fd, self.buffer = sock.fileno(), b""
 
     def next(self, timeout):
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -332,9 +393,6 @@ class _MessageReader:
                 return None
             self.buffer += chunk
 
-    def close(self):
-        os.close(self.fd)
-
 
 def main():
     slot = int(sys.argv[1]) if len(sys.argv) > 1 else 0
@@ -342,10 +400,11 @@ def main():
     sys.stdout = sys.stderr  # stray prints must not corrupt the protocol
     shell = make_shell()
     run_cell(shell, "import torch\nfrom torch import nn")  # warm the shell's own code paths
+    zygote = Zygote(shell)
     write_message(stdout, {"ready": True, "pid": os.getpid(), "nbcheck": nbcheck.__file__})
     while (job := read_message(stdin)) is not None:
         try:
-            reply = run_job(shell, job, slot)
+            reply = run_job(zygote, job, slot)
         except Exception as exc:  # a fault of the executor itself: report it, stay up
             reply = {"error": "".join(traceback.format_exception(exc))}
         write_message(stdout, reply)
