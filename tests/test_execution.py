@@ -1,0 +1,142 @@
+"""The warm executor: limits, recovery, sandbox and isolation between submissions."""
+import os
+
+import pytest
+
+from autograder import sandbox
+from autograder.execution import WarmPool
+from autograder.sandbox import Limits
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = Limits(timeout=2.0, memory_mb=512)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    if os.environ.get("REQUIRE_SANDBOX") and not sandbox.bwrap_available():
+        pytest.fail("REQUIRE_SANDBOX is set but bubblewrap (bwrap) is not installed")
+    pool = WarmPool(1, hidden=[ROOT])
+    yield pool
+    pool.close()
+
+
+def run(pool, *cells, files=None, limits=FAST):
+    return pool.submit(list(cells), files or {}, limits).result(timeout=120)
+
+
+def text(cell):
+    return "".join(o.get("text", "") for o in cell["outputs"] if o["output_type"] == "stream")
+
+
+def test_outputs_and_results_are_captured(pool):
+    result = run(pool, "print('hello')\n6 * 7")
+    cell = result.cells[0]
+    assert cell["status"] == "ok"
+    assert text(cell) == "hello\n"
+    assert cell["outputs"][-1]["data"]["text/plain"] == "42"
+
+
+def test_infinite_loop_is_interrupted_and_later_cells_run(pool):
+    result = run(pool, "x = 1", "while True:\n    pass", "print(x + 1)")
+    assert [c["status"] for c in result.cells] == ["ok", "timeout", "ok"]
+    assert text(result.cells[2]) == "2\n"
+
+
+def test_a_loop_that_swallows_interrupts_is_killed_and_state_replayed(pool):
+    stubborn = "while True:\n    try:\n        pass\n    except BaseException:\n        pass"
+    result = run(pool, "x = 41", stubborn, "print(x + 1)")
+    assert [c["status"] for c in result.cells] == ["ok", "timeout", "ok"]
+    assert text(result.cells[2]) == "42\n"
+
+
+@pytest.mark.parametrize("fatal", ["import os\nos._exit(3)", "import ctypes\nctypes.string_at(0)"])
+def test_a_dead_process_is_replaced_and_grading_goes_on(pool, fatal):
+    result = run(pool, "y = 'kept'", fatal, "print(y)")
+    assert [c["status"] for c in result.cells] == ["ok", "crashed", "ok"]
+    assert "died" in result.cells[1]["outputs"][0]["evalue"]
+    assert text(result.cells[2]) == "kept\n"
+
+
+def test_sys_exit_is_an_ordinary_error(pool):
+    result = run(pool, "import sys\nsys.exit(1)", "print('after')")
+    assert result.cells[0]["status"] == "error"
+    assert text(result.cells[1]) == "after\n"
+
+
+def test_memory_bomb_hits_the_limit_not_the_machine(pool):
+    result = run(pool, "blob = bytearray(8 * 2**30)", "import torch\nt = torch.empty(2**33)", "print('alive')")
+    assert [c["status"] for c in result.cells] == ["memory", "memory", "ok"]
+
+
+def test_output_flood_is_capped(pool):
+    result = run(pool, "for i in range(300000):\n    print(i)", limits=Limits(timeout=20))
+    flood = text(result.cells[0])
+    assert len(flood) < 100_000
+    assert "more characters of output dropped" in flood
+
+
+def test_course_files_are_hidden_and_the_network_is_closed(pool):
+    if not sandbox.bwrap_available():
+        pytest.skip("bubblewrap is not installed: no file-system sandbox to test")
+    probe = ("import os\n"
+             f"print(sorted(os.listdir({ROOT!r})))\n"
+             f"print(os.path.exists({os.path.join(ROOT, 'source')!r}))")
+    net = "import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=1)"
+    result = run(pool, probe, net)
+    listing, exists = text(result.cells[0]).splitlines()
+    assert "source" not in listing and exists == "False"
+    assert result.cells[1]["status"] == "error"
+
+
+def test_student_code_runs_as_an_unprivileged_user(pool):
+    if os.geteuid() != 0:
+        pytest.skip("the switch to a per-slot user needs the executor to start as root")
+    result = run(pool, "import os\nprint(os.getuid())")
+    assert int(text(result.cells[0])) >= sandbox.UNPRIVILEGED_UID_BASE
+
+
+def test_nothing_carries_over_from_one_submission_to_the_next(pool):
+    secret = "s3cr3t-" + os.urandom(8).hex()
+    first = ("import builtins, os, tempfile\n"
+             f"builtins.LEFTOVER = {secret!r}\n"
+             f"open('note.txt', 'w').write({secret!r})\n"
+             f"open(os.path.join(tempfile.gettempdir(), 'note.txt'), 'w').write({secret!r})")
+    assert run(pool, first).cells[0]["status"] == "ok"
+    second = ("import builtins, os, tempfile\n"
+              "print(hasattr(builtins, 'LEFTOVER'), os.path.exists('note.txt'),\n"
+              "      os.path.exists(os.path.join(tempfile.gettempdir(), 'note.txt')))")
+    assert text(run(pool, second).cells[0]).split() == ["False", "False", "False"]
+
+
+def memory_scan(needle):
+    """A cell that prints whether ``needle`` is anywhere in its process's writable memory."""
+    # Read every writable mapping of the child's own memory (ctypes: /proc/self/mem is
+    # closed to a process that switched user), looking for HEAD followed by TAIL: the
+    # scan never builds the whole secret itself.
+    half = len(needle) // 2
+    return (f"HEAD, TAIL = {needle[:half]!r}, {needle[half:]!r}\n"
+            "import ctypes\nfound = False\n"
+            "for line in open('/proc/self/maps').read().splitlines():\n"
+            "    fields = line.split()\n"
+            "    start, end = (int(x, 16) for x in fields[0].split('-'))\n"
+            "    if not fields[1].startswith('rw') or end - start > 2**30:\n"
+            "        continue\n"
+            "    region = ctypes.string_at(start, end - start)\n"
+            "    at = region.find(HEAD)\n"
+            "    while at >= 0 and not found:\n"
+            "        found = region[at + len(HEAD):at + len(HEAD) + len(TAIL)] == TAIL\n"
+            "        at = region.find(HEAD, at + 1)\n"
+            "print(found)")
+
+
+def test_the_memory_scan_finds_a_secret_of_its_own_submission(pool):
+    secret = "zz-" + os.urandom(12).hex()
+    result = run(pool, f"answer = {secret!r}", memory_scan(secret.encode()), limits=Limits(timeout=60))
+    assert text(result.cells[1]).strip() == "True"
+
+
+def test_a_child_cannot_find_an_earlier_submissions_code_in_memory(pool):
+    secret = "zz-" + os.urandom(12).hex()
+    assert run(pool, f"answer = {secret!r}").cells[0]["status"] == "ok"
+    result = run(pool, memory_scan(secret.encode()), limits=Limits(timeout=60))
+    assert text(result.cells[0]).strip() == "False"
