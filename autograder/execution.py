@@ -9,10 +9,10 @@ import concurrent.futures
 import logging
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import nbformat
 
 from autograder import sandbox
 from autograder.sandbox import Limits
-from autograder.warm_worker import read_message, write_message
+from autograder.protocol import read_message, write_message
 
 log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -44,8 +44,8 @@ class WarmPool:
             log.warning("bubblewrap (bwrap) not found: student code runs without a file-system "
                         "and network sandbox; only resource limits and a user switch apply")
         self._slots = queue.Queue()
-        for slot in range(self.jobs):
-            self._slots.put(_Worker(slot, self))
+        for _ in range(self.jobs):
+            self._slots.put(_Worker(self))
         self._executor = concurrent.futures.ThreadPoolExecutor(self.jobs)
 
     def warm_up(self):
@@ -56,6 +56,24 @@ class WarmPool:
         for w in workers:
             w.wait_ready()
             self._slots.put(w)
+
+    def warm_up_async(self):
+        """Start the workers in the background while the caller prepares the jobs.
+
+        On the pool's own threads: bwrap's --die-with-parent follows the thread that
+        started it, and these live as long as the pool.
+        """
+        for _ in range(self.jobs):
+            self._executor.submit(self._warm_one)
+        return self
+
+    def _warm_one(self):
+        worker = self._slots.get()
+        try:
+            worker.ensure_started()
+            worker.wait_ready()
+        finally:
+            self._slots.put(worker)
 
     def submit(self, cells, files, limits=Limits()):
         return self._executor.submit(self._run, cells, files, limits)
@@ -70,13 +88,16 @@ class WarmPool:
     def close(self):
         self._executor.shutdown(wait=True)
         while not self._slots.empty():
-            self._slots.get().stop()
+            self._slots.get().release()
 
 
 class _Worker:
-    def __init__(self, slot, pool):
-        self.slot, self.pool, self.proc, self.ready = slot, pool, None, False
-        self.scratch = tempfile.mkdtemp(prefix=f"autograder-slot{slot}-")
+    def __init__(self, pool):
+        # The slot names the user id this worker's children run as; it is claimed
+        # machine-wide, so concurrent grading runs never share one.
+        self.slot, self._claim = sandbox.claim_slot()
+        self.pool, self.proc, self.ready = pool, None, False
+        self.scratch = tempfile.mkdtemp(prefix=f"autograder-slot{self.slot}-")
         os.chmod(self.scratch, 0o711)  # a child switched to its own user must enter its workdir
 
     def command(self):
@@ -127,6 +148,12 @@ class _Worker:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+    def release(self):
+        """Stop for good: the process, the scratch folder and the slot."""
+        self.stop()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        self._claim.close()
 
 
 def run_in_kernel(cells, files, limits=Limits(), kernel_name="python3"):

@@ -1,14 +1,15 @@
 """The grading core: nbgrader's Autograde, with our preprocessors, over many students.
 
-Every way of grading goes through ``autograde``: the ``grade`` command, the
-Gradescope bundle and the tests. It starts each submission's execution in the warm pool
-ahead of nbgrader (so they run in parallel), then lets nbgrader autograde the students
-one by one (gradebook writes stay single-threaded), each picking up its finished run.
+Every way of grading goes through ``autograde``: the ``grade`` command, the Gradescope
+bundle and the tests. It spreads the students over ``jobs`` grading processes; each runs
+nbgrader's Autograde (and then its feedback) student after student, with its own warm
+sandboxed executor, all of them writing to the one nbgrader gradebook.
 """
 import functools
 import logging
+import multiprocessing
 import os
-import shutil
+import queue
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,10 @@ import nbformat
 import nbgrader.api
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps import NbGraderAPI
-from nbgrader.converters import Autograde
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from autograder.preprocessors import ExecuteSandboxed, run_key, run_sources, support_files
+from autograder.preprocessors import ExecuteSandboxed
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +47,8 @@ class Course:
     def __post_init__(self):
         self.root = Path(self.root).resolve()
         self.work = Path(self.work or self.root).resolve()
-        self.db_url = self.db_url or f"sqlite:///{self.work / 'gradebook.db'}"
+        # Several grading processes share the gradebook: wait for its lock, not fail.
+        self.db_url = self.db_url or f"sqlite:///{self.work / 'gradebook.db'}?timeout=60"
 
     def config(self):
         config = Config()
@@ -61,7 +62,7 @@ class Course:
         config.ExecuteSandboxed.executor = self.executor
         config.ExecuteSandboxed.timeout = self.timeout
         config.ExecuteSandboxed.memory_mb = self.memory_mb
-        config.ExecuteSandboxed.jobs = self.jobs
+        config.ExecuteSandboxed.hidden = [str(self.root), str(self.work), *map(str, self.hidden)]
         config.Application.log_level = "WARN"
         # Grading never uses nbgrader's exchange; point it somewhere writable so the API does not complain.
         config.Exchange.root = tempfile.gettempdir()
@@ -75,12 +76,6 @@ class Course:
 
     def autograded_dir(self, assignment, student):
         return self.work / "autograded" / student / assignment
-
-    def sandbox_hidden(self):
-        hidden = [self.root, self.work] + list(self.hidden)
-        if self.db_url.startswith("sqlite:///"):
-            hidden.append(Path(self.db_url[len("sqlite:///"):]).parent)
-        return [str(h) for h in hidden]
 
 
 def ensure_assignment(course, assignment):
@@ -100,51 +95,79 @@ def ensure_assignment(course, assignment):
         raise RuntimeError(f"nbgrader could not record assignment {assignment}:\n{result.get('error')}")
 
 
-def _sanitized(course, assignment, student, path):
-    """The submission as nbgrader's own sanitize step leaves it (test cells restored)."""
-    config = course.config()
-    nb = nbformat.read(path, as_version=4)
-    resources = {"nbgrader": {"notebook": path.stem, "assignment": assignment, "student": student,
-                              "db_url": course.db_url}, "metadata": {"path": str(path.parent)}}
-    for preprocessor in Autograde(config=config).sanitize_preprocessors:
-        nb, resources = preprocessor(config=config)(nb, resources)
-    return nb
+def autograde(course, assignment, students, progress=None, feedback=False):
+    """Autograde the students' submissions in submitted/; return {student: nbgrader result}.
 
-
-def prefetch(course, assignment, students):
-    """Start running every submission now, in parallel, for nbgrader to pick up later."""
-    pool = ExecuteSandboxed.pool(course.jobs, course.sandbox_hidden())
-    files = support_files(course.root / "source" / assignment)
-    executor = ExecuteSandboxed(config=course.config())
-    for student in students:
-        for path in sorted(course.submitted_dir(assignment, student).glob("*.ipynb")):
-            try:
-                sources = run_sources(_sanitized(course, assignment, student, path))
-            except Exception as exc:  # nbgrader will meet the same fault and report it
-                log.debug("prefetch skipped %s: %s", path, exc)
-                continue
-            key = run_key(sources, files)
-            if key not in ExecuteSandboxed.prefetched:
-                ExecuteSandboxed.prefetched[key] = (executor.start(sources, files) if course.executor == "kernel"
-                                                    else pool.submit(sources, files, executor.limits()))
-
-
-def autograde(course, assignment, students, progress=None):
-    """Autograde the students' submissions in submitted/; return {student: nbgrader result}."""
+    With ``feedback``, each grading process also writes nbgrader's feedback for the
+    students it graded. ``progress(student, result)`` is called as each one finishes.
+    """
     ensure_assignment(course, assignment)
-    if course.executor == "fork":
-        ExecuteSandboxed.pool(course.jobs, course.sandbox_hidden())
-        prefetch(course, assignment, students)
-    api = course.api()
-    results = {}
-    try:
+    jobs = max(1, min(course.jobs or os.cpu_count() or 1, len(students)))
+    if jobs == 1:  # in this process: no start-up cost, and easier to debug
+        tasks, done = queue.Queue(), queue.Queue()
         for student in students:
-            results[student] = api.autograde(assignment, student, force=True, create=True)
-            if progress:
-                progress(student, results[student])
+            tasks.put(student)
+        tasks.put(None)
+        _grading_process(course, assignment, tasks, done, feedback)
+        return _collect(done, students, progress, [])
+    context = multiprocessing.get_context("spawn")  # not fork: the parent has threads
+    tasks, done = context.Queue(), context.Queue()
+    for student in students:
+        tasks.put(student)
+    for _ in range(jobs):
+        tasks.put(None)
+    workers = [context.Process(target=_grading_process, args=(course, assignment, tasks, done, feedback),
+                               daemon=True) for _ in range(jobs)]
+    for worker in workers:
+        worker.start()
+    try:
+        return _collect(done, students, progress, workers)
+    finally:
+        for worker in workers:
+            worker.join(timeout=60)
+            if worker.is_alive():
+                worker.kill()
+
+
+def _collect(done, students, progress, workers):
+    results = {}
+    while len(results) < len(students):
+        try:
+            student, result = done.get(timeout=1)
+        except queue.Empty:
+            if workers and not any(w.is_alive() for w in workers):
+                break
+            continue
+        results[student] = result
+        if progress:
+            progress(student, result)
+    for student in students:  # a grading process died under them; the next run retries
+        results.setdefault(student, {"success": False, "error": "the grading process died"})
+    return results
+
+
+def _grading_process(course, assignment, tasks, done, feedback):
+    """One grading process: autograde students from ``tasks`` until None, then feedback."""
+    logging.getLogger("traitlets").setLevel(logging.ERROR)
+    api = course.api()
+    graded = []
+    try:
+        while (student := tasks.get()) is not None:
+            try:
+                result = api.autograde(assignment, student, force=True, create=True)
+            except Exception as exc:  # nbgrader reports most faults itself; never stop the batch
+                result = {"success": False, "error": f"{type(exc).__name__}: {exc}"}
+            if result["success"]:
+                graded.append(student)
+            done.put((student, {k: result.get(k) for k in ("success", "error")}))
     finally:
         ExecuteSandboxed.shutdown()
-    return results
+    if feedback and graded:
+        # One nbgrader run for all of them (its HTML templates compile once); the
+        # course's other students are left alone.
+        others = {p.name for p in (course.work / "autograded").iterdir() if p.is_dir()} - set(graded)
+        api.coursedir.student_id_exclude = ",".join(sorted(others))
+        api.generate_feedback(assignment)
 
 
 @dataclass

@@ -6,15 +6,12 @@ nbgrader's own:
 
     ExecuteSandboxed -> JudgeChecks -> (nbgrader) LimitOutput, SaveAutoGrades, ...
 """
-import hashlib
-import json
 import os
-import threading
 from pathlib import Path
 
 from nbgrader import utils
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Enum, Float, Integer
+from traitlets import Enum, Float, Integer, List, Unicode
 
 from autograder import execution, scoring
 from autograder.sandbox import Limits
@@ -54,59 +51,36 @@ def support_files(directory):
     return files
 
 
-def run_key(sources, files):
-    digest = hashlib.sha256(json.dumps([sources, files], sort_keys=True).encode())
-    return digest.hexdigest()
-
-
 class ExecuteSandboxed(NbGraderPreprocessor):
-    """Run the notebook's code in the warm sandboxed pool (or a fresh kernel)."""
+    """Run the notebook's code in a warm sandboxed process (or a fresh kernel)."""
 
     executor = Enum(["fork", "kernel"], default_value="fork",
-                    help="fork: warm, sandboxed, forked processes; kernel: a fresh Jupyter kernel "
-                         "per notebook, as stock nbgrader (no sandbox)").tag(config=True)
+                    help="fork: a warm, sandboxed process forked per notebook; kernel: a fresh "
+                         "Jupyter kernel per notebook, as stock nbgrader (no sandbox)").tag(config=True)
     timeout = Float(10.0, help="Seconds a cell may run before it is interrupted").tag(config=True)
     memory_mb = Integer(2048, help="Memory (MiB) a submission may allocate").tag(config=True)
-    jobs = Integer(0, help="Parallel executors (0: one per core)").tag(config=True)
+    hidden = List(Unicode(), help="More directories the sandbox hides (submissions, outputs); "
+                                  "the course directory and gradebook always are").tag(config=True)
 
-    # Shared by every notebook of a run: the pool, and runs started ahead of nbgrader.
+    # One warm executor per grading process, kept across notebooks.
     _pool = None
-    _pool_lock = threading.Lock()
-    prefetched = {}
-
-    @classmethod
-    def pool(cls, jobs=0, hidden=()):
-        with cls._pool_lock:
-            if cls._pool is None:
-                cls._pool = execution.WarmPool(jobs or None, hidden=hidden)
-            return cls._pool
 
     @classmethod
     def shutdown(cls):
-        with cls._pool_lock:
-            if cls._pool is not None:
-                cls._pool.close()
-                cls._pool = None
-        cls.prefetched.clear()
+        if cls._pool is not None:
+            cls._pool.close()
+            cls._pool = None
 
-    def limits(self):
-        return Limits(timeout=self.timeout, memory_mb=self.memory_mb)
-
-    def start(self, sources, files, hidden=()):
-        """Begin running a notebook's code; returns a future of an ``execution.Run``."""
+    def run(self, sources, files, resources):
+        limits = Limits(timeout=self.timeout, memory_mb=self.memory_mb)
         if self.executor == "kernel":
-            from concurrent.futures import Future
-            future = Future()
-            future.set_result(execution.run_in_kernel(sources, files, self.limits()))
-            return future
-        return self.pool(self.jobs, hidden).submit(sources, files, self.limits())
+            return execution.run_in_kernel(sources, files, limits)
+        if ExecuteSandboxed._pool is None:
+            ExecuteSandboxed._pool = execution.WarmPool(1, hidden=_course_dirs(resources) + list(self.hidden))
+        return ExecuteSandboxed._pool.submit(sources, files, limits).result()
 
     def preprocess(self, nb, resources):
-        sources = run_sources(nb)
-        files = support_files(resources.get("metadata", {}).get("path"))
-        key = run_key(sources, files)
-        future = self.prefetched.pop(key, None) or self.start(sources, files, _course_dirs(resources))
-        run = future.result()
+        run = self.run(run_sources(nb), support_files(resources.get("metadata", {}).get("path")), resources)
         code_cells = [c for c in nb.cells if c.cell_type == "code"]
         for cell, result in zip(code_cells, run.cells):
             cell.outputs = [_output_node(o) for o in result["outputs"]]
@@ -141,7 +115,8 @@ def _course_dirs(resources):
     db_url = resources.get("nbgrader", {}).get("db_url", "")
     hidden = [os.getcwd()] + ([path] if path else [])
     if db_url.startswith("sqlite:///"):
-        hidden.append(os.path.dirname(os.path.abspath(db_url[len("sqlite:///"):])))
+        database = db_url[len("sqlite:///"):].split("?")[0]
+        hidden.append(os.path.dirname(os.path.abspath(database)))
     return hidden
 
 

@@ -11,15 +11,18 @@ Two layers:
   as root, a switch to an unprivileged user of its own so that a student cannot signal,
   trace or read another student's process or files.
 """
+import fcntl
 import os
 import resource
 import shutil
 import sys
 import sysconfig
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 UNPRIVILEGED_UID_BASE = 61000  # one uid per executor slot: 61000, 61001, ...
+MAX_SLOTS = 1000
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,23 @@ class Limits:
 
 def bwrap_available():
     return shutil.which("bwrap") is not None
+
+
+def claim_slot():
+    """A slot no other executor on this machine holds: (slot, the open lock file keeping it).
+
+    The lock is released when the file is closed, or when the process ends.
+    """
+    folder = Path(tempfile.gettempdir()) / "autograder-slots"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    for slot in range(MAX_SLOTS):
+        claim = open(folder / f"{slot}.lock", "w")
+        try:
+            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return slot, claim
+        except BlockingIOError:
+            claim.close()
+    raise RuntimeError(f"all {MAX_SLOTS} executor slots are taken")
 
 
 def _exposed_paths():

@@ -20,11 +20,9 @@ os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 os.environ["NBCHECK_MODE"] = "record"
 
 import json  # noqa: E402
-import select  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
-import struct  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -40,6 +38,7 @@ from IPython.core.displaypub import DisplayPublisher  # noqa: E402
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 
 from autograder import nbcheck  # noqa: E402
+from autograder.protocol import MessageReader, read_message, write_message  # noqa: E402
 from autograder.sandbox import Limits, confine_child, kill_user_processes  # noqa: E402
 
 torch.set_num_threads(1)
@@ -51,20 +50,6 @@ sys.modules["nbcheck"] = nbcheck
 STREAM_LIMIT = 64 * 1024  # characters kept per stream and cell; the rest is counted
 INTERRUPT_GRACE = 2.0  # seconds a cell has to stop after SIGINT before it is killed
 MAX_RESTARTS = 3
-
-
-def read_message(stream):
-    header = stream.read(4)
-    if len(header) < 4:
-        return None
-    (size,) = struct.unpack(">I", header)
-    return json.loads(stream.read(size))
-
-
-def write_message(stream, message):
-    data = json.dumps(message).encode()
-    stream.write(struct.pack(">I", len(data)) + data)
-    stream.flush()
 
 
 class CappedStream:
@@ -300,18 +285,18 @@ def _run_child(zygote, task, limits, results):
         write_message(conn.makefile("wb"), task)
     except OSError:
         pass  # the child died at once; reading below reports it
-    reader = _MessageReader(conn)
+    reader = MessageReader(conn)
     # Until the first cell starts, the child replays earlier cells: allow them their time.
     current, interrupted, next_index = None, False, start
     deadline = time.monotonic() + limits.timeout * (len(replay) + 1)
     try:
         while True:
             message = reader.next(max(0.0, deadline - time.monotonic()))
-            if message is _MessageReader.TIMEOUT and current is not None and not interrupted:
+            if message is MessageReader.TIMEOUT and current is not None and not interrupted:
                 os.kill(pid, signal.SIGINT)
                 interrupted, deadline = True, time.monotonic() + INTERRUPT_GRACE
                 continue
-            if message is _MessageReader.TIMEOUT:
+            if message is MessageReader.TIMEOUT:
                 os.kill(pid, signal.SIGKILL)
                 index = next_index if current is None else current
                 results[index] = _failed("timeout", limits, "did not stop when interrupted")
@@ -367,31 +352,6 @@ def _death_reason(status):
     if os.WIFSIGNALED(status):
         return f"killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
     return f"it exited with code {os.WEXITSTATUS(status)}"
-
-
-class _MessageReader:
-    """Length-prefixed messages from a child's pipe, with a timeout per message."""
-    TIMEOUT = object()
-
-    def __init__(self, sock):
-        self.fd, self.buffer = sock.fileno(), b""
-
-    def next(self, timeout):
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if len(self.buffer) >= 4:
-                (size,) = struct.unpack(">I", self.buffer[:4])
-                if len(self.buffer) >= 4 + size:
-                    data, self.buffer = self.buffer[4:4 + size], self.buffer[4 + size:]
-                    return json.loads(data)
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([self.fd], [], [], wait)
-            if not ready:
-                return self.TIMEOUT
-            chunk = os.read(self.fd, 1 << 20)
-            if not chunk:
-                return None
-            self.buffer += chunk
 
 
 def main():
