@@ -335,6 +335,21 @@ def test_build_refuses_an_unknown_visibility(course, tmp_path):
                          course_root=course.root)
 
 
+def test_schema_is_a_valid_and_strict_json_schema():
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    test = {"name": "q1", "score": 1.0, "max_score": 2.0, "output": "", "visibility": "after_published"}
+    good = {"score": 1.0, "execution_time": 3, "output": "", "visibility": "visible",
+            "stdout_visibility": "hidden", "tests": [test]}
+    jsonschema.validate(good, SCHEMA)
+    for bad in ({**good, "tests": [{**test, "visibility": "later"}]},
+                {**good, "tests": [{**test, "max_points": 2}]},
+                {**good, "tests": [{k: v for k, v in test.items() if k != "score"}]},
+                {k: v for k, v in good.items() if k != "execution_time"},
+                {**good, "score": "1"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, SCHEMA)
+
+
 # --- Runs ---
 
 def test_every_results_json_follows_the_schema(runs):
