@@ -85,6 +85,7 @@ def run(submissions, assignment, out, *, course, force=False):
             produced = course.work / "feedback" / sub.student_id / assignment / f"{master.stem}.html"
             if result["success"] and produced.exists():
                 shutil.copyfile(produced, feedback)
+                reports.add_notes_to_feedback(feedback, row)
             else:
                 reports.write_plain_feedback(feedback, row)
     reports.write_grades_csv(out / "grades.csv", rows, question_ids(master_nb))
@@ -153,10 +154,13 @@ def _row(course, assignment, master, master_nb, sub, outcome):
             meta = cell.metadata.get("autograder", {})
             gid = cell.metadata.get("nbgrader", {}).get("grade_id", f"cell {index + 1}")
             problem = PROBLEM_STATUSES.get(meta.get("status"))
+            error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
             if problem:
                 statuses.append(problem)
-                detail = next((o.get("evalue") for o in cell.get("outputs", []) if o.get("output_type") == "error"), "")
+                detail = error.get("evalue") if error else ""
                 row.notes.append(f"{gid}: {problem}" + (f" ({detail})" if detail else ""))
+            elif error and "verdict" not in meta:  # an answer cell that raised (sys.exit() included)
+                row.notes.append(f"{gid}: raised {error.get('ename')}: {error.get('evalue')}"[:400])
             verdict = meta.get("verdict")
             if verdict and not verdict["passed"]:
                 row.messages[gid] = verdict["messages"]

@@ -5,10 +5,15 @@ of ``<student>/`` folders holding notebooks; an nbgrader ``submitted/`` tree
 (``<student>/<assignment>/*.ipynb``). Every problem becomes a note on the student, and a
 submission that cannot be graded at all gets a status saying why; nothing raises.
 """
+import codecs
+import copy
 import hashlib
 import json
+import os
 import re
 import tempfile
+import time
+import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,31 +36,36 @@ class Submission:
 
 
 def student_id_from(name):
-    """A safe nbgrader student id from a file or folder name."""
+    """A safe nbgrader student id from a file or folder name (accents dropped: Zoë -> Zoe)."""
+    name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     cleaned = re.sub(r"[^A-Za-z0-9_.@-]+", "_", name.strip()).strip("._")
     return cleaned or "unnamed"
 
 
 def _candidates(root, assignment):
-    """{student id: [(path, display name, mtime)]} found under a submissions folder."""
-    found = {}
-
-    def add(student, path):
-        found.setdefault(student_id_from(student), []).append(path)
+    """{student id: [notebook paths]} found under a submissions folder."""
+    by_name = {}  # the file or folder name a student's work came under -> its notebooks
 
     for entry in sorted(root.iterdir()):
         if entry.name.startswith((".", "__MACOSX")):
             continue
         if entry.is_file() and entry.suffix.lower() == ".ipynb":
-            add(entry.stem, entry)
+            by_name.setdefault(entry.stem, []).append(entry)
         elif entry.is_dir():
             inner = entry / assignment if (entry / assignment).is_dir() else entry
-            notebooks = sorted(p for p in inner.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-            if notebooks:
-                for notebook in notebooks:
-                    add(entry.name, notebook)
-            else:
-                found.setdefault(student_id_from(entry.name), [])
+            # Hidden files and folders (.ipynb_checkpoints, macOS "._" forks) are no submission.
+            notebooks = sorted(p for p in inner.rglob("*.ipynb")
+                               if not any(part.startswith(".") for part in p.relative_to(inner).parts))
+            by_name.setdefault(entry.name, []).extend(notebooks)
+    # Names that differ only in what an id cannot hold ("Zoë", "Zoé") are different students.
+    names = {}
+    for name in by_name:
+        names.setdefault(student_id_from(name), []).append(name)
+    found = {}
+    for student, same in names.items():
+        for name in same:
+            suffix = f"-{hashlib.sha256(name.encode()).hexdigest()[:6]}" if len(same) > 1 else ""
+            found[student + suffix] = by_name[name]
     return found
 
 
@@ -68,7 +78,10 @@ def _extract(zip_path, into):
             target = (into / info.filename).resolve()
             if not target.is_relative_to(into.resolve()):
                 continue  # a path that climbs out of the folder
-            archive.extract(info, into)
+            extracted = archive.extract(info, into)
+            if not info.is_dir():  # keep the dates: "the newest notebook" must mean the same as unzipped
+                stamp = time.mktime(info.date_time + (0, 0, -1))
+                os.utime(extracted, (stamp, stamp))
     # A zip of one folder: look inside it.
     entries = [e for e in into.iterdir() if not e.name.startswith(("__MACOSX", "."))]
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else into
@@ -83,7 +96,11 @@ def read_notebook(path):
     if len(data) > MAX_NOTEBOOK_BYTES:
         return None, notes, f"file too large ({len(data) // 2**20} MiB)"
     try:
-        text = data.decode("utf-8-sig")
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Windows Notepad's "Unicode"
+            text = data.decode("utf-16")
+            notes.append("file is UTF-16; read as such")
+        else:
+            text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("cp1252", errors="replace")
         notes.append("file is not UTF-8; read as Windows-1252")
@@ -105,7 +122,24 @@ def read_notebook(path):
         notes.append("notebook structure was invalid; outputs were dropped to read it")
     if not nb.cells:
         return None, notes, "empty notebook"
+    invalid = _drop_invalid_nbgrader_metadata(nb)
+    if invalid:
+        notes.append(f"nbgrader metadata of {invalid} cell(s) was not valid and was ignored")
     return nb, notes, None
+
+
+def _drop_invalid_nbgrader_metadata(nb):
+    """Remove nbgrader metadata without a string grade id, on which nbgrader would fail;
+    return how many cells had some that was not even well formed (null, a list...)."""
+    invalid = 0
+    for cell in nb.cells:
+        if "nbgrader" not in cell.metadata:
+            continue
+        meta = cell.metadata["nbgrader"]
+        if not isinstance(meta, dict) or not isinstance(meta.get("grade_id"), str):
+            invalid += not isinstance(meta, dict) or "grade_id" in meta
+            del cell.metadata["nbgrader"]
+    return invalid
 
 
 def _repair(raw):
@@ -127,37 +161,75 @@ def _repair(raw):
         return None
 
 
+def _grade_id(cell):
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
 def _grade_ids(nb):
-    return [c.metadata.nbgrader["grade_id"] for c in nb.cells
-            if "nbgrader" in c.metadata and "grade_id" in c.metadata.get("nbgrader", {})]
+    return [_grade_id(c) for c in nb.cells if _grade_id(c) is not None]
 
 
 def compare_with_release(nb, release):
-    """Notes on how a submission's graded cells differ from the student version given out."""
+    """Notes on how a submission's graded cells differ from the student version given out.
+
+    What nbgrader cannot grade is also put right here, in ``nb``, as the notes say (nbgrader
+    stops with an error on a duplicated or unknown grade id, on a solution cell marked as a
+    test, and on a deleted test cell whose neighbour is deleted too): of duplicated cells
+    only the first copy keeps its nbgrader metadata; metadata of cells not in the
+    assignment is dropped; altered metadata is put back as released; deleted test, locked
+    and hand-graded cells are put back from the release. A deleted answer cell is not:
+    the student may have moved the answer to a cell of their own.
+    """
     notes = []
-    ours, theirs = _grade_ids(release), _grade_ids(nb)
-    released = {c.metadata.nbgrader["grade_id"]: c for c in release.cells if "nbgrader" in c.metadata}
+    released = {_grade_id(c): c for c in release.cells if _grade_id(c) is not None}
+    ours, theirs = list(released), _grade_ids(nb)
     duplicated = sorted({g for g in theirs if theirs.count(g) > 1})
+    unknown = sorted({g for g in theirs if g not in released})
+    seen = set()
+    for cell in nb.cells:
+        gid = _grade_id(cell)
+        if gid is not None and (gid in seen or gid not in released):
+            del cell.metadata["nbgrader"]
+        seen.add(gid)
     if duplicated:
-        notes.append(f"cells duplicated: {', '.join(duplicated)} (the first copy was graded)")
-    missing = [g for g in ours if g not in theirs]
-    if missing:
-        notes.append(f"cells deleted: {', '.join(missing)} (restored from the assignment)")
+        notes.append(f"cells duplicated: {', '.join(duplicated)} (the first copy was graded; "
+                     "the other copies ran as ordinary cells)")
+    if unknown:
+        notes.append(f"cells not in the assignment: {', '.join(unknown)} (ran as ordinary cells)")
     order = [g for g in dict.fromkeys(theirs) if g in released]
     if order != [g for g in ours if g in order]:
         notes.append("graded cells reordered")
-    seen = set()
+
     for cell in nb.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid not in released or gid in seen:
+        gid = _grade_id(cell)
+        if gid is None:
             continue
-        seen.add(gid)
         given = released[gid]
         flags = ("grade", "solution", "locked", "points")
         if any(cell.metadata.nbgrader.get(k) != given.metadata.nbgrader.get(k) for k in flags):
+            cell.metadata["nbgrader"] = copy.deepcopy(given.metadata["nbgrader"])
             notes.append(f"cell metadata altered: {gid} (restored from the assignment)")
-        elif utils.is_grade(given) and not utils.is_solution(given) and cell.source != given.source:
-            notes.append(f"test cell altered: {gid} (restored from the assignment)")
+        if utils.is_locked(given) and cell.source != given.source:
+            kind = "test cell" if utils.is_grade(given) else "locked cell"
+            notes.append(f"{kind} altered: {gid} (restored from the assignment)")
+
+    present = set(_grade_ids(nb))
+    missing = [g for g in ours if g not in present]
+    restored = [g for g in missing if utils.is_grade(released[g]) or utils.is_locked(released[g])]
+    ids = {c.get("id") for c in nb.cells}
+    for gid in restored:
+        anchor = next((g for g in reversed(ours[:ours.index(gid)]) if g in present), None)
+        at = 0 if anchor is None else next(i for i, c in enumerate(nb.cells) if _grade_id(c) == anchor) + 1
+        cell = copy.deepcopy(released[gid])
+        if cell.get("id") in ids:
+            cell.id = nbformat.v4.nbbase.random_cell_id()
+        nb.cells.insert(at, cell)
+        present.add(gid)
+    if restored:
+        notes.append(f"cells deleted: {', '.join(restored)} (restored from the assignment)")
+    lost = [g for g in missing if g not in restored]
+    if lost:
+        notes.append(f"answer cells deleted: {', '.join(lost)} (not restored: their tests ran without them)")
     return notes
 
 

@@ -98,3 +98,19 @@ def write_plain_feedback(path, row):
                     f"<h1>{esc(row.assignment)}: {_points(row.score)} / {_points(row.max_score)}</h1>"
                     f"<p>Your submission could not be graded in full: <b>{esc(row.status)}</b>.</p>"
                     f"<ul>{items}</ul>" + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
+
+
+def add_notes_to_feedback(path, row):
+    """Put the grader's notes on a submission (cells restored, time-outs, files ignored...)
+    at the top of its nbgrader feedback page."""
+    if not row.notes and row.status in ("graded", "needs manual grading"):
+        return
+    esc = html.escape
+    notes = "".join(f"<li>{esc(n)}</li>" for n in row.notes)
+    block = ("<div class='autograder-notes' style='border:1px solid #c90;background:#fff8e5;"
+             "padding:.5em 1em;margin:1em'><h4>Notes from the grader</h4>"
+             f"<p>Status: <b>{esc(row.status)}</b></p>" + (f"<ul>{notes}</ul>" if notes else "") + "</div>")
+    page = path.read_text()
+    body = page.find("<body")
+    at = page.find(">", body) + 1 if body >= 0 else 0
+    path.write_text(page[:at] + block + page[at:])
