@@ -1,7 +1,6 @@
 """Command line: ``python -m autograder {grade,check,gradescope} ...``; it only wires the stages."""
 import argparse
 import logging
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -41,8 +40,6 @@ def main(argv=None):
     logging.getLogger("autograder").setLevel(logging.INFO)
     warnings.filterwarnings("ignore", module="sqlalchemy")
     warnings.filterwarnings("ignore", message=".*not in session.*")
-    # nbgrader runs `alembic` from PATH: make it this interpreter's.
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
     if args.command == "grade":
         from autograder import grade as grading, pipeline, reports

@@ -5,8 +5,6 @@ The notebook runs in the same executor as grading, and is judged by the same cod
 """
 from pathlib import Path
 
-import nbformat
-
 from autograder import intake, nbcheck
 from autograder.execution import WarmPool
 from autograder.preprocessors import support_files

@@ -41,7 +41,7 @@ class WarmPool:
         self.hidden = list(hidden)
         self.use_sandbox = sandbox.bwrap_available() if use_sandbox is None else use_sandbox
         if not self.use_sandbox:
-            log.warning("bubblewrap (bwrap) not found: student code runs without a file-system "
+            log.warning("bubblewrap (bwrap) is missing or cannot run here: student code runs without a file-system "
                         "and network sandbox; only resource limits and a user switch apply")
         self._slots = queue.Queue()
         for _ in range(self.jobs):

@@ -71,26 +71,25 @@ def run(submissions, assignment, out, *, course, force=False):
     log.info("%d submissions found, %d to grade (the others are unchanged or ungradable)",
              len(found), len(to_grade))
     outcomes = _autograde(course, assignment, to_grade)
-    api = course.api()
-    rows = []
-    for sub in found:
-        row = _row(course, assignment, master, master_nb, sub, outcomes.get(sub.student_id))
-        rows.append(row)
-        feedback = out / "feedback" / f"{sub.student_id}.html"
-        feedback.parent.mkdir(exist_ok=True)
-        if sub.notebook is None or row.status.startswith("grading failed"):
-            reports.write_plain_feedback(feedback, row)
-        elif sub.student_id in outcomes or not feedback.exists():
-            result = api.generate_feedback(assignment, sub.student_id)
-            produced = course.work / "feedback" / sub.student_id / assignment / f"{master.stem}.html"
-            if result["success"] and produced.exists():
-                shutil.copyfile(produced, feedback)
-                reports.add_notes_to_feedback(feedback, row)
-            else:
-                reports.write_plain_feedback(feedback, row)
+    rows = [_row(course, assignment, master, master_nb, sub, outcomes.get(sub.student_id)) for sub in found]
+    _write_feedback(course, assignment, master, found, rows, out / "feedback")
     reports.write_grades_csv(out / "grades.csv", rows, question_ids(master_nb))
     reports.write_report(out / "report.html", rows, question_ids(master_nb), assignment)
     return rows
+
+
+def _write_feedback(course, assignment, master, found, rows, folder):
+    """OUTDIR/feedback/<student>.html: nbgrader's feedback (hidden tests cleared, made by
+    the grading processes), or, for what nbgrader could not grade, a page with the reason."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for sub, row in zip(found, rows):
+        page = folder / f"{sub.student_id}.html"
+        produced = course.work / "feedback" / sub.student_id / assignment / f"{master.stem}.html"
+        if sub.notebook is not None and not row.status.startswith("grading failed") and produced.exists():
+            shutil.copyfile(produced, page)
+            reports.add_notes_to_feedback(page, row)
+        else:
+            reports.write_plain_feedback(page, row)
 
 
 def _autograde(course, assignment, subs):
@@ -99,17 +98,20 @@ def _autograde(course, assignment, subs):
     interactive = sys.stderr.isatty()
     bar = tqdm(total=len(subs), desc="grading", unit="nb", disable=not interactive)
 
+    finished = []
+
     def progress(student, result):
         bar.update(1)
+        finished.append(student)
         if not interactive:
-            log.info("graded %s (%d/%d)%s", student, bar.n, len(subs), "" if result["success"] else ": FAILED")
+            log.info("graded %s (%d/%d)%s", student, len(finished), len(subs), "" if result["success"] else ": FAILED")
         if result["success"]:
             state = course.autograded_dir(assignment, student) / STATE_FILE
             sha = next(s.sha256 for s in subs if s.student_id == student)
             state.write_text(json.dumps({"sha256": sha}))
 
     try:
-        return pipeline.autograde(course, assignment, [s.student_id for s in subs], progress)
+        return pipeline.autograde(course, assignment, [s.student_id for s in subs], progress, feedback=True)
     finally:
         bar.close()
 

@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 import time
@@ -289,20 +288,13 @@ def _grade(root, bundle, config, master_nb):
 
 
 def _sandbox_usable():
-    """bwrap on PATH is not enough: a container may forbid the namespaces it needs."""
+    """bwrap on PATH is not enough: a container may forbid the namespaces it needs
+    (``sandbox.bwrap_available`` tries it)."""
     if not sandbox.bwrap_available():
-        print("bubblewrap is not installed: student code runs with resource limits and a user switch only")
+        print("bubblewrap is missing or cannot create its namespaces here: "
+              "student code runs with resource limits and a user switch only")
         return False
-    with tempfile.TemporaryDirectory(prefix="gradescope-probe-") as scratch:
-        command = sandbox.bwrap_command(["true"], hidden=[], scratch=scratch)
-        try:
-            works = subprocess.run(command, capture_output=True, timeout=60).returncode == 0
-        except (OSError, subprocess.SubprocessError):
-            works = False
-    if not works:
-        print("bubblewrap cannot create its namespaces here: student code runs without it")
-        sandbox.bwrap_available = lambda: False  # what the executor asks before using it
-    return works
+    return True
 
 
 def _without_sandbox(root, bundle):

@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # per notebook, and each new engine compiles every query again (half of nbgrader's time
 # per notebook). One engine per database URL keeps the compiled queries.
 nbgrader.api.create_engine = functools.lru_cache(maxsize=None)(nbgrader.api.create_engine)
+# nbgrader runs `alembic` from PATH: make it this interpreter's.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 @dataclass

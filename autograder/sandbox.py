@@ -12,9 +12,11 @@ Two layers:
   trace or read another student's process or files.
 """
 import fcntl
+import functools
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -33,8 +35,14 @@ class Limits:
     processes: int = 64  # processes a submission's user may own
 
 
+@functools.lru_cache(maxsize=None)
 def bwrap_available():
-    return shutil.which("bwrap") is not None
+    """Whether bubblewrap is installed *and* can make its namespaces here (containers often forbid it)."""
+    if shutil.which("bwrap") is None:
+        return False
+    probe = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "true"],
+                           capture_output=True, timeout=30)
+    return probe.returncode == 0
 
 
 def claim_slot():

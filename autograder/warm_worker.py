@@ -46,8 +46,10 @@ torch.set_num_interop_threads(1)
 # Test cells import the check helper as `nbcheck`: give them this pristine copy,
 # imported before any student code could patch what it relies on.
 sys.modules["nbcheck"] = nbcheck
+nbcheck._torch()  # capture the Tensor methods observations use, before any student code
 
 STREAM_LIMIT = 64 * 1024  # characters kept per stream and cell; the rest is counted
+RICH_LIMIT = 512 * 1024  # bytes of display data and results kept per cell
 INTERRUPT_GRACE = 2.0  # seconds a cell has to stop after SIGINT before it is killed
 MAX_RESTARTS = 3
 
@@ -89,12 +91,34 @@ class CappedStream:
 class Capture:
     """Where the shell's outputs go while one cell runs."""
     outputs = []
+    rich_bytes = 0
+    rich_dropped = 0
+
+    @classmethod
+    def reset(cls):
+        cls.outputs, cls.rich_bytes, cls.rich_dropped = [], 0, 0
+        return cls.outputs
+
+    @classmethod
+    def add_rich(cls, output):
+        """Keep a display output or result while the cell stays under RICH_LIMIT."""
+        size = len(json.dumps(output["data"], default=str))
+        if cls.rich_bytes + size > RICH_LIMIT:
+            cls.rich_dropped += 1
+            return
+        cls.rich_bytes += size
+        cls.outputs.append(output)
+
+    @classmethod
+    def finish(cls):
+        if cls.rich_dropped:
+            cls.outputs.append({"output_type": "stream", "name": "stdout",
+                                "text": f"\n[... {cls.rich_dropped} more displayed outputs dropped]\n"})
 
 
 class CapturingDisplayPublisher(DisplayPublisher):
     def publish(self, data, metadata=None, *args, **kwargs):
-        Capture.outputs.append({"output_type": "display_data", "data": data,
-                                "metadata": metadata or {}})
+        Capture.add_rich({"output_type": "display_data", "data": data, "metadata": metadata or {}})
 
     def clear_output(self, wait=False):
         Capture.outputs.clear()
@@ -105,8 +129,8 @@ class CapturingDisplayHook(DisplayHook):
         pass
 
     def write_format_data(self, format_dict, md_dict=None):
-        Capture.outputs.append({"output_type": "execute_result", "data": format_dict,
-                                "metadata": md_dict or {}, "execution_count": None})
+        Capture.add_rich({"output_type": "execute_result", "data": format_dict,
+                          "metadata": md_dict or {}, "execution_count": None})
 
     def finish_displayhook(self):
         pass
@@ -144,7 +168,7 @@ def is_memory_error(exc):
 
 
 def run_cell(shell, source):
-    outputs = Capture.outputs = []
+    outputs = Capture.reset()
     out, err = CappedStream("stdout", outputs), CappedStream("stderr", outputs)
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
@@ -155,6 +179,7 @@ def run_cell(shell, source):
         sys.stdout, sys.stderr = saved
     out.finish()
     err.finish()
+    Capture.finish()
     exc = result.error_before_exec or result.error_in_exec
     status = "ok"
     if exc is not None:
@@ -233,6 +258,8 @@ def _child(conn, shell):
             os.dup2(devnull, fd)
         confine_child(Limits(**job["limits"]), job["slot"], job["workdir"])
         sys.path.insert(0, job["workdir"])  # the assignment's support files
+        # Its own folder is the only place it may write: temporary files go there too.
+        os.environ["TMPDIR"] = tempfile.tempdir = job["workdir"]
         signal.signal(signal.SIGINT, signal.default_int_handler)
         cells = job["cells"]
         for index in job["replay"]:
@@ -359,7 +386,10 @@ def main():
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stray prints must not corrupt the protocol
     shell = make_shell()
-    run_cell(shell, "import torch\nfrom torch import nn")  # warm the shell's own code paths
+    # Warm the shell's own code paths, and torch's lazily imported optimizer machinery
+    # (its first optimizer costs seconds), once for every submission to come.
+    run_cell(shell, "import torch\nfrom torch import nn\n"
+                    "torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1).step()")
     zygote = Zygote(shell)
     write_message(stdout, {"ready": True, "pid": os.getpid(), "nbcheck": nbcheck.__file__})
     while (job := read_message(stdin)) is not None:

@@ -458,9 +458,6 @@ def test_an_output_flood_keeps_feedback_and_notebook_small(graded):
     assert "spam" in "".join(o.get("text", "") for o in flooded.outputs)  # it did flood
 
 
-@pytest.mark.xfail(strict=True, reason="warm_worker.py caps stream output only (CappedStream): "
-                                       "CapturingDisplayPublisher.publish and CapturingDisplayHook."
-                                       "write_format_data keep display data and results of any size")
 def test_a_flood_of_rich_output_keeps_feedback_and_notebook_small(graded):
     check_row(graded, "rich_flood", points=ALL_RIGHT, status=CLEAN)
     assert graded.autograded("rich_flood").stat().st_size < 1_000_000

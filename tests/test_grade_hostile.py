@@ -389,10 +389,6 @@ def test_patching_torch_comparisons_earns_nothing(graded):
     assert "[fail] shared storage" in graded.verdict("patch_torch", "test_tie")
 
 
-@pytest.mark.xfail(strict=True, reason="nbcheck.py _torch() captures torch.Tensor.tolist lazily, at the first "
-                                       "tensor observed, not at import: a student who patches Tensor.tolist "
-                                       "before the first test cell decides what every tensor observation says "
-                                       "(here the hidden check 'updates follow' passes a wrong tie)")
 def test_patching_tensor_tolist_earns_nothing(graded):
     assert_zero(graded, "patch_tolist", ["test_make_layer", "test_tie"])
     assert f"[fail] hidden test {HIDDEN_CHECKS['test_tie']}" in graded.verdict("patch_tolist", "test_tie")

@@ -196,10 +196,6 @@ def test_a_failed_verdict_carries_an_error_output_so_nbgrader_scores_zero():
                                                                         [record("a", 1)]))] == ["stream"]
 
 
-@pytest.mark.xfail(strict=True, reason="preprocessors.ExecuteSandboxed stores outputs as nbformat.from_dict(...) "
-                                       "NotebookNodes, so a recorded dict reaches nbcheck.judge as a NotebookNode; "
-                                       "judge/_close test `_type(x) is dict`, so every dict observation fails "
-                                       "(expect={...} and same=[...] checks never pass in the grader)")
 def test_dict_observations_pass_as_the_pipeline_records_them():
     source = "check('shapes', f, expect={'w': [3, 4]})\ncheck('tied', g, same=['a', 'b'])"
     outputs = [nbformat.from_dict(record("shapes", {"w": [3, 4]})),

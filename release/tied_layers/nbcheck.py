@@ -22,6 +22,7 @@ package); it holds no solution. The grader judges with this very file.
 """
 import ast
 import builtins
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -56,7 +57,7 @@ def to_plain(value, _depth=0):
     torch = _torch()
     if torch is not None:
         if _isinstance(value, torch.Tensor):
-            return to_plain(_tensor_tolist(value.detach()), _depth + 1)
+            return to_plain(_tensor_tolist(value), _depth + 1)
         if _isinstance(value, torch.Size):
             return [int(d) for d in tuple.__iter__(value)]
     tolist = getattr(_type(value), "tolist", None)  # numpy arrays and scalars
@@ -71,17 +72,22 @@ _TORCH = []
 
 
 def _torch():
+    """torch, with the Tensor methods observations use, captured on first call.
+
+    The grader calls this before any student code runs, so patching
+    ``torch.Tensor.tolist`` later cannot change what a tensor observation reports.
+    """
     if not _TORCH:
         import sys
         if "torch" not in sys.modules:
             return None
-        _TORCH.append(sys.modules["torch"])
-        _TORCH.append(sys.modules["torch"].Tensor.tolist)
+        torch = sys.modules["torch"]
+        _TORCH.extend([torch, torch.Tensor.tolist, torch.Tensor.detach])
     return _TORCH[0]
 
 
 def _tensor_tolist(tensor):
-    return _TORCH[1](tensor)
+    return _TORCH[1](_TORCH[2](tensor))
 
 
 def _close(a, b, tol):
@@ -175,12 +181,15 @@ class TestCellError(ValueError):
 
 
 def _check_calls(tree):
+    """The check(...) calls of a cell, in source order."""
+    calls = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             func = node.func
             name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
             if name == "check":
-                yield node
+                calls.append(node)
+    return sorted(calls, key=lambda node: (node.lineno, node.col_offset))
 
 
 def _hidden_lines(source):
@@ -231,7 +240,10 @@ def recorded_observations(outputs):
         data = output.get("data", {}) if output.get("output_type") == "display_data" else {}
         record = data.get(OBSERVATION_MIME)
         if isinstance(record, dict) and isinstance(record.get("name"), str):
-            found.setdefault(record["name"], (record.get("value"), record.get("error")))
+            # Back to plain lists and dicts (an nbformat notebook holds dict subclasses),
+            # the only types judge() accepts as data.
+            value = json.loads(json.dumps(record.get("value")))
+            found.setdefault(record["name"], (value, record.get("error")))
     return found
 
 
@@ -322,6 +334,4 @@ def check_notebook(path, timeout=60):
                             kernel_name=nb.metadata.get("kernelspec", {}).get("name", "python3"),
                             resources={"metadata": {"path": folder}})
     client.execute(env=dict(os.environ, NBCHECK_MODE="record"))
-    text = report(nb, os.path.basename(path))
-    print(text)
-    return text
+    print(report(nb, os.path.basename(path)))
