@@ -467,7 +467,7 @@ def test_grader_failures_still_give_results(runs):
 def test_grading_without_a_usable_sandbox_closes_the_course_to_student_code(runs, tmp_path_factory):
     proc, results = runs["outcomes"]["no sandbox"]
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "bubblewrap cannot create its namespaces here" in proc.stdout
+    assert "cannot create its namespaces here" in proc.stdout
     assert results["score"] == runs["outcomes"]["master"][1]["score"]
     if os.geteuid() == 0:  # student code runs as another user: the masters are closed to it
         root = Path(proc.args[0]).parent
