@@ -25,7 +25,9 @@ release: install
 	done
 
 demo: release
-	$(PY) -m autograder grade examples/submissions --assignment param_access --out out/demo --force
+	@for a in $(ASSIGNMENTS); do \
+	  $(PY) -m autograder grade examples/submissions/$$a --assignment $$a --out out/demo/$$a --force || exit 1; \
+	done
 
 test: install
 	$(PY) -m pytest

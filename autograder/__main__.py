@@ -2,7 +2,6 @@
 import argparse
 import logging
 import sys
-import warnings
 from pathlib import Path
 
 
@@ -38,8 +37,6 @@ def main(argv=None):
     # Our progress lines at INFO; nbgrader's own chatter only when it warns.
     logging.basicConfig(level=logging.ERROR, format="%(message)s", stream=sys.stderr)
     logging.getLogger("autograder").setLevel(logging.INFO)
-    warnings.filterwarnings("ignore", module="sqlalchemy")
-    warnings.filterwarnings("ignore", message=".*not in session.*")
 
     if args.command == "grade":
         from autograder import grade as grading, pipeline, reports

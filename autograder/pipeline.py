@@ -12,11 +12,13 @@ import os
 import queue
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 import nbgrader.api
+import sqlalchemy.exc
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps import NbGraderAPI
 from traitlets.config import Config
@@ -31,6 +33,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # per notebook, and each new engine compiles every query again (half of nbgrader's time
 # per notebook). One engine per database URL keeps the compiled queries.
 nbgrader.api.create_engine = functools.lru_cache(maxsize=None)(nbgrader.api.create_engine)
+# nbgrader's gradebook code trips SQLAlchemy's autoflush warnings on every notebook: noise.
+warnings.filterwarnings("ignore", category=sqlalchemy.exc.SAWarning)
 # nbgrader runs `alembic` from PATH: make it this interpreter's.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
