@@ -1,0 +1,36 @@
+"""The grading core end to end: both executors agree, and a large batch grades cleanly."""
+import importlib.util
+from pathlib import Path
+
+import nbformat
+
+from autograder.pipeline import grade_notebooks
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("build_submissions", ROOT / "examples" / "build_submissions.py")
+build = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(build)
+ASSIGNMENT = "param_access"
+
+
+def examples(*names):
+    made = build.submissions(ASSIGNMENT)
+    return [nbformat.reads(made[name], as_version=4) for name in names]
+
+
+def test_fork_and_kernel_executors_give_identical_scores():
+    notebooks = examples("ada_full.ipynb", "ben_partial.ipynb", "cy_blank.ipynb")
+    forked = [r.scores for r in grade_notebooks(ASSIGNMENT, notebooks, executor="fork")]
+    kernel = [r.scores for r in grade_notebooks(ASSIGNMENT, notebooks, executor="kernel")]
+    assert forked == kernel
+    assert len({tuple(sorted(s.items())) for s in forked}) == 3  # three different outcomes
+
+
+def test_two_hundred_submissions_in_one_run_none_hangs_all_scored_right():
+    full, partial = examples("ada_full.ipynb", "ben_partial.ipynb")
+    alone = {name: grade_notebooks(ASSIGNMENT, [nb])[0].scores for name, nb in (("full", full), ("partial", partial))}
+    batch = [full if i % 2 == 0 else partial for i in range(200)]
+    results = grade_notebooks(ASSIGNMENT, batch)
+    assert len(results) == 200
+    for i, result in enumerate(results):
+        assert result.scores == alone["full" if i % 2 == 0 else "partial"], i
