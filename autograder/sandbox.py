@@ -77,13 +77,13 @@ def bwrap_command(argv, *, hidden, scratch, expose=()):
     """
     cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-           "--die-with-parent", "--new-session", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
+           "--die-with-parent", "--new-session"]
     masks = {os.path.realpath(p) for p in hidden if p and os.path.exists(p)}
-    masks.add(os.path.realpath(os.path.expanduser("~")))
+    masks.update(os.path.realpath(p) for p in (os.path.expanduser("~"), "/tmp", "/var/tmp"))
     for path in sorted(masks, key=len):
         cmd += ["--perms", "0755", "--tmpfs", path]
-    # Mount back what a mask covered: a venv inside the course dir, a pyenv Python
-    # under the home directory, the grading package.
+    # Mount back what a mask covered: a venv inside the course dir or /tmp, a pyenv
+    # Python under the home directory, the grading package.
     for path in sorted(set(_exposed_paths()) | {os.path.realpath(p) for p in expose}):
         mask = max((m for m in masks if path.startswith(m + os.sep)), key=len, default=None)
         if mask is None:
