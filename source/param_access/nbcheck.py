@@ -157,7 +157,8 @@ def check(name, observe, *, expect=_MISSING, same=None, tol=1e-6, hint=""):
 
 CRITERIA = ("expect", "same", "tol")
 PRIVATE = CRITERIA + ("hint",)  # never sent into the student's process
-HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+# Spelled in parts so this file, which ships to students, never holds the marker itself.
+HIDDEN_BEGIN, HIDDEN_END = (f"### {word} HIDDEN TESTS" for word in ("BEGIN", "END"))
 
 
 @dataclass(frozen=True)
