@@ -48,33 +48,6 @@ class WarmPool:
             self._slots.put(_Worker(self))
         self._executor = concurrent.futures.ThreadPoolExecutor(self.jobs)
 
-    def warm_up(self):
-        """Start every worker now (each takes about two seconds to import torch)."""
-        workers = [self._slots.get() for _ in range(self.jobs)]
-        for w in workers:
-            w.ensure_started()
-        for w in workers:
-            w.wait_ready()
-            self._slots.put(w)
-
-    def warm_up_async(self):
-        """Start the workers in the background while the caller prepares the jobs.
-
-        On the pool's own threads: bwrap's --die-with-parent follows the thread that
-        started it, and these live as long as the pool.
-        """
-        for _ in range(self.jobs):
-            self._executor.submit(self._warm_one)
-        return self
-
-    def _warm_one(self):
-        worker = self._slots.get()
-        try:
-            worker.ensure_started()
-            worker.wait_ready()
-        finally:
-            self._slots.put(worker)
-
     def submit(self, cells, files, limits=Limits()):
         return self._executor.submit(self._run, cells, files, limits)
 
