@@ -119,20 +119,45 @@ def confine_child(limits, slot, workdir):
     os.chdir(workdir)
 
 
-def kill_user_processes(slot):
-    """Kill whatever a finished submission left running under its user (root only)."""
-    if os.geteuid() != 0:
-        return
+class Sweeper:
+    """Kills whatever a finished submission left running under its slot's user.
+
+    A small Python process of its own (when the executor runs as root): a sweep forks
+    it, a few megabytes, rather than the warm worker with torch loaded.
+    """
+
+    def __init__(self):
+        self.proc = None
+        if os.geteuid() == 0:
+            self.proc = subprocess.Popen([sys.executable, "-S", "-c", _SWEEPER], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, text=True)
+
+    def sweep(self, slot):
+        if self.proc is not None:
+            self.proc.stdin.write(f"{UNPRIVILEGED_UID_BASE + slot}\n")
+            self.proc.stdin.flush()
+            if not self.proc.stdout.readline():
+                raise RuntimeError("the sweeper process died")
+
+
+# From a process of that user, kill(-1) signals all the others, and none can fork
+# past it (the kernel walks its process list under a lock).
+_SWEEPER = """
+import os, sys
+for line in sys.stdin:
     pid = os.fork()
-    if pid == 0:  # a process of that user may signal all the others of that user
+    if pid == 0:
         try:
-            uid = UNPRIVILEGED_UID_BASE + slot
+            uid = int(line)
+            os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
             os.kill(-1, 9)
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
+    print("swept", flush=True)
+"""
 
 
 def _address_space_bytes():

@@ -19,6 +19,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 os.environ["NBCHECK_MODE"] = "record"
 
+import gc  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
@@ -39,7 +40,7 @@ from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 
 from autograder import nbcheck  # noqa: E402
 from autograder.protocol import MessageReader, read_message, write_message  # noqa: E402
-from autograder.sandbox import Limits, confine_child, kill_user_processes  # noqa: E402
+from autograder.sandbox import Limits, Sweeper, confine_child  # noqa: E402
 
 torch.set_num_threads(1)
 torch.set_num_interop_threads(1)
@@ -203,6 +204,9 @@ class Zygote:
         self.pid = os.fork()
         if self.pid == 0:
             self.control.close()
+            # Children never collect the warm objects: the collector would touch, and so
+            # copy, every page they share with the zygote.
+            gc.freeze()
             try:
                 _zygote_loop(theirs, shell)
             finally:
@@ -224,14 +228,26 @@ class Zygote:
         self.control.send(b"wait %d" % pid)
         return int(self.control.recv(64))
 
+    def discard(self, pid):
+        """Kill a child that is done, without waiting for it to go."""
+        self.control.send(b"discard %d" % pid)
+
 
 def _zygote_loop(control, shell):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the children
+    discarded = set()
     while True:
         message, fds, _, _ = socket.recv_fds(control, 64, 1)
         if not message:
             return
-        if message == b"fork":
+        for pid in list(discarded):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                discarded.discard(pid)
+        if message.startswith(b"discard "):
+            pid = int(message.split()[1])
+            os.kill(pid, signal.SIGKILL)
+            discarded.add(pid)
+        elif message == b"fork":
             pid = os.fork()
             if pid == 0:
                 control.close()
@@ -272,7 +288,7 @@ def _child(conn, shell):
         write_message(stream, {"fatal": f"{type(exc).__name__}: {exc}"})
 
 
-def run_job(zygote, job, slot):
+def run_job(zygote, sweeper, job, slot):
     """Run one submission's cells in forked children; never raises for student faults."""
     limits = Limits(**job.get("limits", {}))
     cells = job["cells"]
@@ -298,7 +314,7 @@ def run_job(zygote, job, slot):
                     notes.append(f"gave up after {MAX_RESTARTS} crashes; later cells were not run")
                     break
     finally:
-        kill_user_processes(slot)
+        sweeper.sweep(slot)
         shutil.rmtree(workdir, ignore_errors=True)
     return {"cells": results, "notes": notes, "seconds": time.perf_counter() - started}
 
@@ -348,10 +364,12 @@ def _run_child(zygote, task, limits, results):
                 results[next_index - 1] = message
                 current, deadline = None, time.monotonic() + limits.timeout
             elif message.get("done"):
+                zygote.discard(pid)  # it is exiting: no need to wait for it
+                pid = None
                 return len(cells)
     finally:
         conn.close()
-        if reaped is None:
+        if reaped is None and pid is not None:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -390,11 +408,11 @@ def main():
     # (its first optimizer costs seconds), once for every submission to come.
     run_cell(shell, "import torch\nfrom torch import nn\n"
                     "torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1).step()")
-    zygote = Zygote(shell)
+    zygote, sweeper = Zygote(shell), Sweeper()
     write_message(stdout, {"ready": True, "pid": os.getpid(), "nbcheck": nbcheck.__file__})
     while (job := read_message(stdin)) is not None:
         try:
-            reply = run_job(zygote, job, slot)
+            reply = run_job(zygote, sweeper, job, slot)
         except Exception as exc:  # a fault of the executor itself: report it, stay up
             reply = {"error": "".join(traceback.format_exception(exc))}
         write_message(stdout, reply)
