@@ -29,3 +29,7 @@ from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 
 c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, ClearHiddenTests]
+# Feedback pages by the hundred: the same page, with the master's cells rendered once.
+from autograder.feedback import FeedbackHTMLExporter  # noqa: E402
+
+c.GenerateFeedback.exporter_class = FeedbackHTMLExporter

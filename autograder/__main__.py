@@ -14,6 +14,8 @@ def main(argv=None):
                                            "an nbgrader submitted/ tree, or a .zip of one of these")
     grade.add_argument("--assignment", required=True, help="assignment name (a folder of source/)")
     grade.add_argument("--out", required=True, help="folder for grades.csv, feedback/ and report.html")
+    grade.add_argument("--work", help="folder for nbgrader's submitted/, autograded/, feedback/ and the "
+                                      "gradebook (default: the course directory)")
     grade.add_argument("--db", help="gradebook SQLAlchemy URL (default: sqlite gradebook.db in the course)")
     grade.add_argument("--timeout", type=float, default=10.0, help="seconds per cell (default 10)")
     grade.add_argument("--memory", type=int, default=2048, help="MiB a submission may allocate (default 2048)")
@@ -40,8 +42,9 @@ def main(argv=None):
 
     if args.command == "grade":
         from autograder import grade as grading, pipeline, reports
-        course = pipeline.Course(root=args.course or pipeline.REPO_ROOT, db_url=args.db, timeout=args.timeout,
-                                 memory_mb=args.memory, jobs=args.jobs, executor=args.executor)
+        course = pipeline.Course(root=args.course or pipeline.REPO_ROOT, work=args.work, db_url=args.db,
+                                 timeout=args.timeout, memory_mb=args.memory, jobs=args.jobs,
+                                 executor=args.executor)
         rows = grading.run(args.submissions, args.assignment, args.out, course=course, force=args.force)
         print(reports.grade_table(rows, grading.question_ids(grading.master_notebook(course, args.assignment))))
         print(f"\nwrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'report.html'} "

@@ -48,6 +48,11 @@ class WarmPool:
             self._slots.put(_Worker(self))
         self._executor = concurrent.futures.ThreadPoolExecutor(self.jobs)
 
+    def start(self):
+        """Start every worker now (each imports torch while the caller goes on)."""
+        for worker in list(self._slots.queue):
+            worker.ensure_started()
+
     def submit(self, cells, files, limits=Limits()):
         return self._executor.submit(self._run, cells, files, limits)
 

@@ -108,7 +108,7 @@ def _autograde(course, assignment, subs):
         if result["success"]:
             state = course.autograded_dir(assignment, student) / STATE_FILE
             sha = next(s.sha256 for s in subs if s.student_id == student)
-            state.write_text(json.dumps({"sha256": sha}))
+            state.write_text(json.dumps({"sha256": sha, "seconds": round(result["seconds"], 4)}))
 
     try:
         return pipeline.autograde(course, assignment, [s.student_id for s in subs], progress, feedback=True)

@@ -5,38 +5,31 @@ bundle and the tests. It spreads the students over ``jobs`` grading processes; e
 nbgrader's Autograde (and then its feedback) student after student, with its own warm
 sandboxed executor, all of them writing to the one nbgrader gradebook.
 """
-import functools
 import logging
 import multiprocessing
 import os
 import queue
-import sys
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-import nbgrader.api
 import sqlalchemy.exc
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps import NbGraderAPI
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from autograder.preprocessors import ExecuteSandboxed
+from autograder import nbgrader_speedups  # noqa: F401 (applies itself)
+from autograder.preprocessors import ExecuteSandboxed, course_dirs
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# nbgrader opens a new SQLAlchemy engine for each of the ~10 Gradebook objects it uses
-# per notebook, and each new engine compiles every query again (half of nbgrader's time
-# per notebook). One engine per database URL keeps the compiled queries.
-nbgrader.api.create_engine = functools.lru_cache(maxsize=None)(nbgrader.api.create_engine)
 # nbgrader's gradebook code trips SQLAlchemy's autoflush warnings on every notebook: noise.
 warnings.filterwarnings("ignore", category=sqlalchemy.exc.SAWarning)
-# nbgrader runs `alembic` from PATH: make it this interpreter's.
-os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 @dataclass
@@ -103,15 +96,17 @@ def ensure_assignment(course, assignment):
 
 
 def autograde(course, assignment, students, progress=None, feedback=False):
-    """Autograde the students' submissions in submitted/; return {student: nbgrader result}.
+    """Autograde the students' submissions in submitted/; return {student: outcome}, each
+    outcome {"success", "error", "seconds"} (the time nbgrader took over that student).
 
     With ``feedback``, each grading process also writes nbgrader's feedback for the
     students it graded. ``progress(student, result)`` is called as each one finishes.
     """
-    ensure_assignment(course, assignment)
     jobs = max(1, min(course.jobs or os.cpu_count() or 1, len(students)))
     if jobs == 1:  # in this process: no start-up cost, and easier to debug
         tasks, done = queue.Queue(), queue.Queue()
+        _start_executor(course)
+        ensure_assignment(course, assignment)
         for student in students:
             tasks.put(student)
         tasks.put(None)
@@ -119,15 +114,16 @@ def autograde(course, assignment, students, progress=None, feedback=False):
         return _collect(done, students, progress, [])
     context = multiprocessing.get_context("spawn")  # not fork: the parent has threads
     tasks, done = context.Queue(), context.Queue()
-    for student in students:
-        tasks.put(student)
-    for _ in range(jobs):
-        tasks.put(None)
     workers = [context.Process(target=_grading_process, args=(course, assignment, tasks, done, feedback),
                                daemon=True) for _ in range(jobs)]
-    for worker in workers:
+    for worker in workers:  # they start their executors while the gradebook is prepared
         worker.start()
     try:
+        ensure_assignment(course, assignment)
+        for student in students:
+            tasks.put(student)
+        for _ in range(jobs):
+            tasks.put(None)
         return _collect(done, students, progress, workers)
     finally:
         for worker in workers:
@@ -153,20 +149,29 @@ def _collect(done, students, progress, workers):
     return results
 
 
+def _start_executor(course):
+    hidden = course_dirs({"nbgrader": {"db_url": course.db_url}}) + course.config().ExecuteSandboxed.hidden
+    if course.executor == "fork":
+        ExecuteSandboxed.start_pool(hidden)
+
+
 def _grading_process(course, assignment, tasks, done, feedback):
     """One grading process: autograde students from ``tasks`` until None, then feedback."""
     logging.getLogger("traitlets").setLevel(logging.ERROR)
+    _start_executor(course)
     api = course.api()
     graded = []
     try:
         while (student := tasks.get()) is not None:
+            started = time.perf_counter()
             try:
                 result = api.autograde(assignment, student, force=True, create=True)
             except Exception as exc:  # nbgrader reports most faults itself; never stop the batch
                 result = {"success": False, "error": f"{type(exc).__name__}: {exc}"}
             if result["success"]:
                 graded.append(student)
-            done.put((student, {k: result.get(k) for k in ("success", "error")}))
+            done.put((student, {"success": result.get("success"), "error": result.get("error"),
+                                "seconds": time.perf_counter() - started}))
     finally:
         ExecuteSandboxed.shutdown()
     if feedback and graded:

@@ -66,6 +66,13 @@ class ExecuteSandboxed(NbGraderPreprocessor):
     _pool = None
 
     @classmethod
+    def start_pool(cls, hidden):
+        """Start warming the executor now, while nbgrader does other work."""
+        if cls._pool is None:
+            cls._pool = execution.WarmPool(1, hidden=hidden)
+            cls._pool.start()
+
+    @classmethod
     def shutdown(cls):
         if cls._pool is not None:
             cls._pool.close()
@@ -75,8 +82,7 @@ class ExecuteSandboxed(NbGraderPreprocessor):
         limits = Limits(timeout=self.timeout, memory_mb=self.memory_mb)
         if self.executor == "kernel":
             return execution.run_in_kernel(sources, files, limits)
-        if ExecuteSandboxed._pool is None:
-            ExecuteSandboxed._pool = execution.WarmPool(1, hidden=_course_dirs(resources) + list(self.hidden))
+        ExecuteSandboxed.start_pool(course_dirs(resources) + list(self.hidden))
         return ExecuteSandboxed._pool.submit(sources, files, limits).result()
 
     def preprocess(self, nb, resources):
@@ -109,7 +115,7 @@ class JudgeChecks(NbGraderPreprocessor):
         return nb, resources
 
 
-def _course_dirs(resources):
+def course_dirs(resources):
     """Directories the sandbox hides: the course (solutions, gradebook) and the submission."""
     path = resources.get("metadata", {}).get("path")
     db_url = resources.get("nbgrader", {}).get("db_url", "")

@@ -1,0 +1,61 @@
+"""The exporter of nbgrader's feedback pages (``GenerateFeedback.exporter_class``), for
+feedback made by the hundred.
+
+The page is nbconvert's HTMLExporter with nbgrader's feedback template, unchanged; what
+changes is cost. The master's markdown and code recur in every student's page, so their
+rendering is cached; and nbconvert's last step, a full BeautifulSoup parse of the page to
+give images without alt text a default one (more than half of the time), is a regular
+expression here. Its other step, tabindex on JupyterLab-template cells, finds nothing in
+nbgrader's classic-based template.
+"""
+import re
+
+from jinja2 import pass_context
+from nbconvert.exporters import HTMLExporter, TemplateExporter
+from nbconvert.filters.highlight import Highlight2HTML
+from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
+
+IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\salt=)", re.IGNORECASE)
+DEFAULT_ALT = '<img alt="No description has been provided for this image"'
+
+
+class CachedHighlight(Highlight2HTML):
+    """Highlight2HTML remembering what it highlighted (keyed by all it depends on)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._done = {}
+
+    def __call__(self, source, language=None, metadata=None):
+        key = (source, language, (metadata or {}).get("magics_language"))
+        if key not in self._done:
+            self._done[key] = super().__call__(source, language, metadata)
+        return self._done[key]
+
+
+class FeedbackHTMLExporter(HTMLExporter):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._markdown = {}
+        self._highlighters = {}
+
+    @pass_context
+    def markdown2html(self, context, source):
+        # The page's folder matters only to embedded images and attachments.
+        if self.embed_images or context.get("cell", {}).get("attachments"):
+            return super().markdown2html(context, source)
+        if source not in self._markdown:
+            self._markdown[source] = super().markdown2html(context, source)
+        return self._markdown[source]
+
+    def from_notebook_node(self, nb, resources=None, **kw):
+        langinfo = nb.metadata.get("language_info", {})
+        lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
+        if lexer not in self._highlighters:
+            self._highlighters[lexer] = CachedHighlight(pygments_lexer=lexer, parent=self)
+        resources = self._init_resources(resources)
+        self.register_filter("highlight_code", self._highlighters[lexer])
+        self.register_filter("filter_data_type", WidgetsDataTypeFilter(
+            notebook_metadata=self._nb_metadata, parent=self, resources=resources))
+        html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
+        return IMG_WITHOUT_ALT.sub(DEFAULT_ALT, html), resources
