@@ -71,7 +71,11 @@ def run(submissions, assignment, out, *, course, force=False):
     log.info("%d submissions found, %d to grade (the others are unchanged or ungradable)",
              len(found), len(to_grade))
     outcomes = _autograde(course, assignment, to_grade)
-    rows = [_row(course, assignment, master, master_nb, sub, outcomes.get(sub.student_id)) for sub in found]
+    # With no notebook to read there may be no gradebook either.
+    scores = pipeline.gradebook_scores(course, assignment) if any(s.notebook for s in found) else {}
+    rows = [_row(course, assignment, master, master_nb, sub, outcomes.get(sub.student_id),
+                 scores.get(sub.student_id, {}))
+            for sub in found]
     _write_feedback(course, assignment, master, found, rows, out / "feedback")
     reports.write_grades_csv(out / "grades.csv", rows, question_ids(master_nb))
     reports.write_report(out / "report.html", rows, question_ids(master_nb), assignment)
@@ -123,7 +127,7 @@ def question_ids(master):
             if c.metadata.get("nbgrader", {}).get("grade") and "points" in c.metadata.nbgrader]
 
 
-def _row(course, assignment, master, master_nb, sub, outcome):
+def _row(course, assignment, master, master_nb, sub, outcome, grades):
     questions = question_ids(master_nb)
     points = {c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader["points"])
               for c in master_nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") in questions}
@@ -136,7 +140,6 @@ def _row(course, assignment, master, master_nb, sub, outcome):
         error = (outcome.get("error") or "").strip().splitlines()
         row.status = f"grading failed: {error[-1] if error else 'unknown error'}"
         return row
-    grades = pipeline.gradebook_scores(course, assignment, sub.student_id)
     if not grades:
         row.status = "grading failed: no grades in the gradebook"
         return row

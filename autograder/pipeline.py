@@ -17,7 +17,8 @@ from pathlib import Path
 
 import nbformat
 import sqlalchemy.exc
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import (Assignment, Grade, Gradebook, GradeCell, MissingEntry, SubmittedAssignment,
+                          SubmittedNotebook)
 from nbgrader.apps import NbGraderAPI
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
@@ -191,19 +192,22 @@ class QuestionGrade:
     needs_manual: bool
 
 
-def gradebook_scores(course, assignment, student):
-    """Per-question grades from nbgrader's gradebook (manual grades included once entered)."""
+def gradebook_scores(course, assignment):
+    """{student: {grade_id: QuestionGrade}} from nbgrader's gradebook, manual grades included
+    once entered; one query (the ORM's lazy loads cost 20 ms a student)."""
     grades = {}
     with Gradebook(course.db_url) as gb:
-        try:
-            submission = gb.find_submission(assignment, student)
-        except MissingEntry:
-            return grades
-        for notebook in submission.notebooks:
-            for grade in notebook.grades:
-                grades[grade.name] = QuestionGrade(
-                    grade_id=grade.name, score=float(grade.score or 0), max_score=float(grade.max_score),
-                    auto=grade.cell_type == "code", needs_manual=bool(grade.needs_manual_grade))
+        query = (gb.db.query(SubmittedAssignment.student_id, GradeCell.name, Grade.score, GradeCell.max_score,
+                             GradeCell.cell_type, Grade.needs_manual_grade)
+                 .join(SubmittedNotebook, Grade.notebook_id == SubmittedNotebook.id)
+                 .join(SubmittedAssignment, SubmittedNotebook.assignment_id == SubmittedAssignment.id)
+                 .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
+                 .join(GradeCell, Grade.cell_id == GradeCell.id)
+                 .filter(Assignment.name == assignment))
+        for student, name, score, max_score, cell_type, needs_manual in query:
+            grades.setdefault(student, {})[name] = QuestionGrade(
+                grade_id=name, score=float(score or 0), max_score=float(max_score), auto=cell_type == "code",
+                needs_manual=bool(needs_manual))
     return grades
 
 
@@ -226,11 +230,12 @@ def grade_notebooks(assignment, notebooks, *, course=None, executor="fork"):
             target.mkdir(parents=True)
             nbformat.write(nb, target / source)
         outcomes = autograde(course, assignment, students)
+        scores = gradebook_scores(course, assignment)
         results = []
         for student in students:
             if not outcomes[student]["success"]:
                 raise RuntimeError(f"nbgrader failed on {student}:\n{outcomes[student].get('error')}")
-            grades = gradebook_scores(course, assignment, student)
+            grades = scores.get(student, {})
             graded = course.autograded_dir(assignment, student) / source
             results.append(Result(
                 scores={g.grade_id: g.score for g in grades.values() if g.auto},
