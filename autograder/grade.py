@@ -50,27 +50,31 @@ def run(submissions, assignment, out, *, course, force=False):
     out.mkdir(parents=True, exist_ok=True)
     master = master_notebook(course, assignment)
     master_nb = nbformat.read(master, as_version=4)
-    found = intake.collect(submissions, assignment, release_notebook(master))
-    if not found:
-        raise SystemExit(f"error: no submissions found in {submissions}")
     course.hidden.extend([str(Path(submissions).resolve()), str(out.resolve())])
-
-    to_grade = []
-    for sub in found:
-        if sub.notebook is None:
-            continue
-        folder = course.submitted_dir(assignment, sub.student_id)
-        state = course.autograded_dir(assignment, sub.student_id) / STATE_FILE
-        if not force and state.exists() and json.loads(state.read_text()).get("sha256") == sub.sha256:
-            continue  # graded before, unchanged
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        nbformat.write(sub.notebook, folder / master.name)
-        to_grade.append(sub)
-
-    log.info("%d submissions found, %d to grade (the others are unchanged or ungradable)",
-             len(found), len(to_grade))
-    outcomes = _autograde(course, assignment, to_grade)
+    # The grading processes start now: they warm their executors while intake reads.
+    graders = pipeline.Graders(course, assignment, feedback=True) if pipeline.jobs(course) > 1 else None
+    try:
+        found = intake.collect(submissions, assignment, release_notebook(master))
+        if not found:
+            raise SystemExit(f"error: no submissions found in {submissions}")
+        to_grade = []
+        for sub in found:
+            if sub.notebook is None:
+                continue
+            folder = course.submitted_dir(assignment, sub.student_id)
+            state = course.autograded_dir(assignment, sub.student_id) / STATE_FILE
+            if not force and state.exists() and json.loads(state.read_text()).get("sha256") == sub.sha256:
+                continue  # graded before, unchanged
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            nbformat.write(sub.notebook, folder / master.name)
+            to_grade.append(sub)
+        log.info("%d submissions found, %d to grade (the others are unchanged or ungradable)",
+                 len(found), len(to_grade))
+        outcomes = _autograde(course, assignment, to_grade, graders)
+    finally:
+        if graders is not None:
+            graders.close()
     # With no notebook to read there may be no gradebook either.
     scores = pipeline.gradebook_scores(course, assignment) if any(s.notebook for s in found) else {}
     rows = [_row(course, assignment, master, master_nb, sub, outcomes.get(sub.student_id),
@@ -96,7 +100,7 @@ def _write_feedback(course, assignment, master, found, rows, folder):
             reports.write_plain_feedback(page, row)
 
 
-def _autograde(course, assignment, subs):
+def _autograde(course, assignment, subs, graders):
     if not subs:
         return {}
     interactive = sys.stderr.isatty()
@@ -115,7 +119,8 @@ def _autograde(course, assignment, subs):
             state.write_text(json.dumps({"sha256": sha, "seconds": round(result["seconds"], 4)}))
 
     try:
-        return pipeline.autograde(course, assignment, [s.student_id for s in subs], progress, feedback=True)
+        return pipeline.autograde(course, assignment, [s.student_id for s in subs], progress, feedback=True,
+                                  graders=graders)
     finally:
         bar.close()
 

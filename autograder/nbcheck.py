@@ -22,6 +22,7 @@ package); it holds no solution. The grader judges with this very file.
 """
 import ast
 import builtins
+import functools
 import json
 import math
 import os
@@ -205,8 +206,10 @@ def _hidden_lines(source):
     return hidden
 
 
+@functools.lru_cache(maxsize=256)  # test cells come back from the master, the same for every student
 def parse_checks(source):
-    """The checks a test cell states, in order, with their criteria read as literals."""
+    """The checks a test cell states, in order, with their criteria read as literals
+    (shared between calls: read them, never change them)."""
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
@@ -226,6 +229,7 @@ def parse_checks(source):
     return specs
 
 
+@functools.lru_cache(maxsize=256)
 def strip_criteria(source):
     """The test cell as the student's process may see it: criteria and hints removed."""
     tree = ast.parse(source)

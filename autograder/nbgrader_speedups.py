@@ -19,6 +19,9 @@ def create_engine(url, **kwargs):
     """nbgrader opens a new SQLAlchemy engine for each of the ~10 Gradebook objects it uses
     per notebook, and each new engine compiles every query again: keep one per URL."""
     engine = sqlalchemy.create_engine(url, **kwargs)
+    # Gradebook.close() disposes of the engine, closing its pooled connections, so the
+    # next Gradebook would connect again: this engine lives as long as the process.
+    engine.dispose = lambda close=True: None
     if engine.dialect.name == "sqlite":
         # Write-ahead log: commits (dozens per notebook) skip a sync each, readers never
         # block the writer; a crash may lose the last commits, never corrupt the file.

@@ -96,15 +96,17 @@ def ensure_assignment(course, assignment):
         raise RuntimeError(f"nbgrader could not record assignment {assignment}:\n{result.get('error')}")
 
 
-def autograde(course, assignment, students, progress=None, feedback=False):
+def autograde(course, assignment, students, progress=None, feedback=False, graders=None):
     """Autograde the students' submissions in submitted/; return {student: outcome}, each
     outcome {"success", "error", "seconds"} (the time nbgrader took over that student).
 
     With ``feedback``, each grading process also writes nbgrader's feedback for the
     students it graded. ``progress(student, result)`` is called as each one finishes.
+    ``graders``: grading processes started ahead (``Graders``); by default they start now.
     """
-    jobs = max(1, min(course.jobs or os.cpu_count() or 1, len(students)))
-    if jobs == 1:  # in this process: no start-up cost, and easier to debug
+    if graders is not None:
+        return graders.grade(students, progress)
+    if min(jobs(course), len(students)) == 1:  # in this process: no start-up cost, easier to debug
         tasks, done = queue.Queue(), queue.Queue()
         _start_executor(course)
         ensure_assignment(course, assignment)
@@ -113,24 +115,55 @@ def autograde(course, assignment, students, progress=None, feedback=False):
         tasks.put(None)
         _grading_process(course, assignment, tasks, done, feedback)
         return _collect(done, students, progress, [])
-    context = multiprocessing.get_context("spawn")  # not fork: the parent has threads
-    tasks, done = context.Queue(), context.Queue()
-    workers = [context.Process(target=_grading_process, args=(course, assignment, tasks, done, feedback),
-                               daemon=True) for _ in range(jobs)]
-    for worker in workers:  # they start their executors while the gradebook is prepared
-        worker.start()
-    try:
-        ensure_assignment(course, assignment)
-        for student in students:
-            tasks.put(student)
-        for _ in range(jobs):
-            tasks.put(None)
-        return _collect(done, students, progress, workers)
-    finally:
-        for worker in workers:
+    with Graders(course, assignment, feedback, count=min(jobs(course), len(students))) as graders:
+        return graders.grade(students, progress)
+
+
+def jobs(course):
+    return max(1, course.jobs or os.cpu_count() or 1)
+
+
+class Graders:
+    """A run's grading processes, started ahead: each warms its executor while the caller
+    still prepares the submissions, then grades the students ``grade`` hands out."""
+
+    def __init__(self, course, assignment, feedback=False, count=None):
+        self.course, self.assignment = course, assignment
+        context = multiprocessing.get_context("spawn")  # not fork: the parent has threads
+        self.tasks, self.done = context.Queue(), context.Queue()
+        self.workers = [context.Process(target=_grading_process, daemon=True,
+                                        args=(course, assignment, self.tasks, self.done, feedback))
+                        for _ in range(count or jobs(course))]
+        for worker in self.workers:
+            worker.start()
+        self.closed = False
+
+    def grade(self, students, progress=None):
+        try:
+            ensure_assignment(self.course, self.assignment)
+            for student in students:
+                self.tasks.put(student)
+            return _collect(self.done, students, progress, self.workers)
+        finally:
+            self.close()
+
+    def close(self):
+        """Let the processes finish (their feedback included) and end."""
+        if self.closed:
+            return
+        self.closed = True
+        for _ in self.workers:
+            self.tasks.put(None)
+        for worker in self.workers:
             worker.join(timeout=60)
             if worker.is_alive():
                 worker.kill()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def _collect(done, students, progress, workers):
