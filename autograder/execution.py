@@ -10,6 +10,7 @@ import logging
 import os
 import queue
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,19 +34,74 @@ class Run:
     seconds: float = 0.0
 
 
-class WarmPool:
-    """N warm worker processes, each confined by bubblewrap when available."""
+def _use_sandbox(use_sandbox):
+    if use_sandbox is None:
+        use_sandbox = sandbox.bwrap_available()
+    if not use_sandbox:
+        log.warning("bubblewrap (bwrap) is missing or cannot run here: student code runs without a file-system "
+                    "and network sandbox; only resource limits and a user switch apply")
+    return use_sandbox
 
-    def __init__(self, jobs=None, *, hidden=(), use_sandbox=None):
-        self.jobs = jobs or os.cpu_count() or 1
+
+def _worker_process(args, *, hidden, scratch, use_sandbox, **popen):
+    """Start ``python -m autograder.warm_worker ARGS``, confined when ``use_sandbox``."""
+    argv = [sys.executable, "-m", "autograder.warm_worker", *args]
+    if use_sandbox:
+        # The course directory is hidden; the grading package holds no secrets and is
+        # mounted back for the worker to import.
+        argv = sandbox.bwrap_command(argv, hidden=list(hidden) + [str(PACKAGE_DIR.parent)],
+                                     scratch=scratch, expose=[str(PACKAGE_DIR)])
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent), TMPDIR=scratch, PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.Popen(argv, env=env, cwd=scratch, **popen)
+
+
+def _scratch(prefix):
+    scratch = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(scratch, 0o711)  # a child switched to its own user must enter its workdir
+    return scratch
+
+
+class WarmLanes:
+    """One warm worker serving ``count`` grading processes, each over a lane of its own (a
+    socket): the worker imports torch once, then forks a lane per socket, so the start-up
+    and the memory of the warm process are paid once rather than once per core.
+
+    ``lanes`` is [(slot, socket)]; hand one to each grading process (``WarmPool(lanes=...)``).
+    """
+
+    def __init__(self, count, *, hidden=(), use_sandbox=None):
+        self.claims = [sandbox.claim_slot() for _ in range(count)]
+        self.scratch = _scratch("autograder-lanes-")
+        pairs = [socket.socketpair() for _ in range(count)]
+        args = ["--lanes", *(f"{slot}:{theirs.fileno()}" for (slot, _), (_, theirs) in zip(self.claims, pairs))]
+        self.proc = _worker_process(args, hidden=hidden, scratch=self.scratch, use_sandbox=_use_sandbox(use_sandbox),
+                                    pass_fds=[theirs.fileno() for _, theirs in pairs],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        for _, theirs in pairs:
+            theirs.close()
+        self.lanes = [(slot, ours) for (slot, _), (ours, _) in zip(self.claims, pairs)]
+
+    def close(self):
+        for _, ours in self.lanes:
+            ours.close()
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        for _, claim in self.claims:
+            claim.close()
+
+
+class WarmPool:
+    """N warm worker processes, each confined by bubblewrap when available; or, given
+    ``lanes`` of a ``WarmLanes``, one worker per lane."""
+
+    def __init__(self, jobs=None, *, hidden=(), use_sandbox=None, lanes=None):
+        self.jobs = len(lanes) if lanes else jobs or os.cpu_count() or 1
         self.hidden = list(hidden)
-        self.use_sandbox = sandbox.bwrap_available() if use_sandbox is None else use_sandbox
-        if not self.use_sandbox:
-            log.warning("bubblewrap (bwrap) is missing or cannot run here: student code runs without a file-system "
-                        "and network sandbox; only resource limits and a user switch apply")
+        self.use_sandbox = _use_sandbox(use_sandbox)
         self._slots = queue.Queue()
-        for _ in range(self.jobs):
-            self._slots.put(_Worker(self))
+        for lane in lanes or [None] * self.jobs:
+            self._slots.put(_Worker(self, lane))
         self._executor = concurrent.futures.ThreadPoolExecutor(self.jobs)
 
     def start(self):
@@ -70,37 +126,38 @@ class WarmPool:
 
 
 class _Worker:
-    def __init__(self, pool):
-        # The slot names the user id this worker's children run as; it is claimed
-        # machine-wide, so concurrent grading runs never share one.
-        self.slot, self._claim = sandbox.claim_slot()
-        self.pool, self.proc, self.ready = pool, None, False
-        self.scratch = tempfile.mkdtemp(prefix=f"autograder-slot{self.slot}-")
-        os.chmod(self.scratch, 0o711)  # a child switched to its own user must enter its workdir
+    """One warm worker: a process of its own, or a lane of a WarmLanes (and a process of
+    its own, on the lane's slot, should the lane fail)."""
 
-    def command(self):
-        argv = [sys.executable, "-m", "autograder.warm_worker", str(self.slot)]
-        if not self.pool.use_sandbox:
-            return argv
-        # The course directory is hidden; the grading package holds no secrets and is
-        # mounted back for the worker to import.
-        return sandbox.bwrap_command(argv, hidden=self.pool.hidden + [str(PACKAGE_DIR.parent)],
-                                     scratch=self.scratch, expose=[str(PACKAGE_DIR)])
+    def __init__(self, pool, lane=None):
+        if lane is None:
+            # The slot names the user id this worker's children run as; it is claimed
+            # machine-wide, so concurrent grading runs never share one.
+            self.slot, self._claim = sandbox.claim_slot()
+            self.lane = None
+        else:  # claimed by the WarmLanes' owner
+            (self.slot, self.lane), self._claim = lane, None
+        self.pool, self.proc, self.ready = pool, None, False
+        self.reader = self.writer = None
+        self.scratch = _scratch(f"autograder-slot{self.slot}-")
 
     def ensure_started(self):
+        if self.lane is not None:
+            if self.reader is None:
+                self.reader = self.writer = self.lane.makefile("rwb")
+            return
         if self.proc is None or self.proc.poll() is not None:
-            env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent), TMPDIR=self.scratch,
-                       PYTHONDONTWRITEBYTECODE="1")
-            self.proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, env=env, cwd=self.scratch)
-            self.ready = False
+            self.proc = _worker_process([str(self.slot)], hidden=self.pool.hidden, scratch=self.scratch,
+                                        use_sandbox=self.pool.use_sandbox,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self.reader, self.writer, self.ready = self.proc.stdout, self.proc.stdin, False
 
     def wait_ready(self):
         if not self.ready:
-            hello = read_message(self.proc.stdout)
+            hello = read_message(self.reader)
             if not hello or not hello.get("ready"):
-                raise RuntimeError(f"executor worker {self.slot} failed to start "
-                                   f"(exit code {self.proc.poll()})")
+                code = "" if self.proc is None else f" (exit code {self.proc.poll()})"
+                raise RuntimeError(f"executor worker {self.slot} failed to start{code}")
             self.ready = True
 
     def run(self, job):
@@ -108,8 +165,8 @@ class _Worker:
             try:
                 self.ensure_started()
                 self.wait_ready()
-                write_message(self.proc.stdin, job)
-                reply = read_message(self.proc.stdout)
+                write_message(self.writer, job)
+                reply = read_message(self.reader)
                 if reply is None:
                     raise RuntimeError("executor worker died")
                 if "error" in reply:
@@ -122,16 +179,22 @@ class _Worker:
         return Run([dict(failed) for _ in job["cells"]], ["the executor failed on this submission"])
 
     def stop(self):
+        if self.lane is not None:  # a lane cannot be restarted: go on with a process of our own
+            self.lane.close()
+            self.lane = None
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+        self.reader = self.writer = None
+        self.ready = False
 
     def release(self):
-        """Stop for good: the process, the scratch folder and the slot."""
+        """Stop for good: the process or lane, the scratch folder and the slot."""
         self.stop()
         shutil.rmtree(self.scratch, ignore_errors=True)
-        self._claim.close()
+        if self._claim is not None:
+            self._claim.close()
 
 
 def run_in_kernel(cells, files, limits=Limits(), kernel_name="python3"):

@@ -23,7 +23,7 @@ from nbgrader.apps import NbGraderAPI
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from autograder import nbgrader_speedups  # noqa: F401 (applies itself)
+from autograder import execution, nbgrader_speedups  # noqa: F401 (nbgrader_speedups applies itself)
 from autograder.preprocessors import ExecuteSandboxed, course_dirs
 
 log = logging.getLogger(__name__)
@@ -124,16 +124,20 @@ def jobs(course):
 
 
 class Graders:
-    """A run's grading processes, started ahead: each warms its executor while the caller
-    still prepares the submissions, then grades the students ``grade`` hands out."""
+    """A run's grading processes, started ahead: they warm the executor while the caller
+    still prepares the submissions, then grade the students ``grade`` hands out. The
+    executor is one warm worker with a lane for each of them (execution.WarmLanes)."""
 
     def __init__(self, course, assignment, feedback=False, count=None):
         self.course, self.assignment = course, assignment
+        count = count or jobs(course)
+        self.lanes = (execution.WarmLanes(count, hidden=executor_hidden(course))
+                      if course.executor == "fork" else None)
         context = multiprocessing.get_context("spawn")  # not fork: the parent has threads
         self.tasks, self.done = context.Queue(), context.Queue()
         self.workers = [context.Process(target=_grading_process, daemon=True,
-                                        args=(course, assignment, self.tasks, self.done, feedback))
-                        for _ in range(count or jobs(course))]
+                                        args=(course, assignment, self.tasks, self.done, feedback, lane))
+                        for lane in (self.lanes.lanes if self.lanes else [None] * count)]
         for worker in self.workers:
             worker.start()
         self.closed = False
@@ -158,6 +162,8 @@ class Graders:
             worker.join(timeout=60)
             if worker.is_alive():
                 worker.kill()
+        if self.lanes is not None:
+            self.lanes.close()
 
     def __enter__(self):
         return self
@@ -183,16 +189,20 @@ def _collect(done, students, progress, workers):
     return results
 
 
-def _start_executor(course):
-    hidden = course_dirs({"nbgrader": {"db_url": course.db_url}}) + course.config().ExecuteSandboxed.hidden
+def executor_hidden(course):
+    """What the executor's sandbox hides: the course, the gradebook, the work folders."""
+    return course_dirs({"nbgrader": {"db_url": course.db_url}}) + course.config().ExecuteSandboxed.hidden
+
+
+def _start_executor(course, lane=None):
     if course.executor == "fork":
-        ExecuteSandboxed.start_pool(hidden)
+        ExecuteSandboxed.start_pool(executor_hidden(course), lane)
 
 
-def _grading_process(course, assignment, tasks, done, feedback):
+def _grading_process(course, assignment, tasks, done, feedback, lane=None):
     """One grading process: autograde students from ``tasks`` until None, then feedback."""
     logging.getLogger("traitlets").setLevel(logging.ERROR)
-    _start_executor(course)
+    _start_executor(course, lane)
     api = course.api()
     graded = []
     try:

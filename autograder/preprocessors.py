@@ -66,10 +66,11 @@ class ExecuteSandboxed(NbGraderPreprocessor):
     _pool = None
 
     @classmethod
-    def start_pool(cls, hidden):
-        """Start warming the executor now, while nbgrader does other work."""
+    def start_pool(cls, hidden, lane=None):
+        """Start warming the executor now, while nbgrader does other work; with ``lane``
+        (of an execution.WarmLanes), use that warm worker rather than start one."""
         if cls._pool is None:
-            cls._pool = execution.WarmPool(1, hidden=hidden)
+            cls._pool = execution.WarmPool(1, hidden=hidden, lanes=[lane] if lane else None)
             cls._pool.start()
 
     @classmethod

@@ -2,10 +2,13 @@
 which forks a fresh, confined child for every submission.
 
 Started by ``execution.WarmPool`` (inside bubblewrap when available) as
-``python -m autograder.warm_worker SLOT``. It speaks length-prefixed JSON on
+``python -m autograder.warm_worker SLOT``, it speaks length-prefixed JSON on
 stdin/stdout: it says ``{"ready": true}`` once warm, then answers each job
 ``{"cells": [source, ...], "files": {name: text}, "limits": {...}}`` with
 ``{"cells": [{"status", "outputs", "seconds"}, ...], "notes": [...], "seconds"}``.
+Started by ``execution.WarmLanes`` as ``... --lanes SLOT:FD SLOT:FD ...``, it warms up
+once and forks a lane per inherited socket, each speaking the same protocol to one
+grading process: torch is imported once for all of them.
 
 A cell that runs past the time limit is interrupted (SIGINT), then killed; a child
 that dies (timeout, segfault, ``os._exit``) is replaced by a new fork that replays the
@@ -199,11 +202,13 @@ class Zygote:
     own, which reaches them over a socket of their own.
     """
 
-    def __init__(self, shell):
+    def __init__(self, shell, private_fds=()):
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.pid = os.fork()
         if self.pid == 0:
             self.control.close()
+            for fd in private_fds:  # the grader's channel: never within a student's reach
+                os.close(fd)
             # Children never collect the warm objects: the collector would touch, and so
             # copy, every page they share with the zygote.
             gc.freeze()
@@ -399,8 +404,38 @@ def _death_reason(status):
     return f"it exited with code {os.WEXITSTATUS(status)}"
 
 
+def serve(reader, writer, shell, slot, private_fds=()):
+    """Answer one grading process's jobs until it closes the channel."""
+    zygote, sweeper = Zygote(shell, private_fds), Sweeper()
+    write_message(writer, {"ready": True, "pid": os.getpid(), "nbcheck": nbcheck.__file__})
+    while (job := read_message(reader)) is not None:
+        try:
+            reply = run_job(zygote, sweeper, job, slot)
+        except Exception as exc:  # a fault of the executor itself: report it, stay up
+            reply = {"error": "".join(traceback.format_exception(exc))}
+        write_message(writer, reply)
+
+
+def serve_lanes(shell, lanes):
+    """Fork a lane per (slot, socket fd); wait for them all."""
+    pids = []
+    for slot, fd in lanes:
+        pid = os.fork()
+        if pid == 0:
+            for _, other in lanes:
+                if other != fd:
+                    os.close(other)
+            with socket.socket(fileno=fd) as conn, conn.makefile("rwb") as stream:
+                serve(stream, stream, shell, slot, private_fds=[fd])
+            os._exit(0)
+        pids.append(pid)
+    for _, fd in lanes:
+        os.close(fd)
+    for pid in pids:
+        os.waitpid(pid, 0)
+
+
 def main():
-    slot = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stray prints must not corrupt the protocol
     shell = make_shell()
@@ -408,14 +443,10 @@ def main():
     # (its first optimizer costs seconds), once for every submission to come.
     run_cell(shell, "import torch\nfrom torch import nn\n"
                     "torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1).step()")
-    zygote, sweeper = Zygote(shell), Sweeper()
-    write_message(stdout, {"ready": True, "pid": os.getpid(), "nbcheck": nbcheck.__file__})
-    while (job := read_message(stdin)) is not None:
-        try:
-            reply = run_job(zygote, sweeper, job, slot)
-        except Exception as exc:  # a fault of the executor itself: report it, stay up
-            reply = {"error": "".join(traceback.format_exception(exc))}
-        write_message(stdout, reply)
+    if sys.argv[1:2] == ["--lanes"]:
+        serve_lanes(shell, [tuple(map(int, lane.split(":"))) for lane in sys.argv[2:]])
+    else:
+        serve(stdin, stdout, shell, int(sys.argv[1]) if len(sys.argv) > 1 else 0)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from autograder import sandbox
-from autograder.execution import WarmPool
+from autograder.execution import WarmLanes, WarmPool
 from autograder.sandbox import Limits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -140,3 +140,48 @@ def test_a_child_cannot_find_an_earlier_submissions_code_in_memory(pool):
     assert run(pool, f"answer = {secret!r}").cells[0]["status"] == "ok"
     result = run(pool, memory_scan(secret.encode()), limits=Limits(timeout=60))
     assert text(result.cells[0]).strip() == "False"
+
+
+# --- lanes: one warm worker serving several grading processes ---------------------------------
+
+SOCKETS_SEEN = ("import os, stat\n"
+                "def is_socket(fd):\n"
+                "    try:\n"
+                "        return stat.S_ISSOCK(os.fstat(fd).st_mode)\n"
+                "    except OSError:\n"
+                "        return False\n"
+                "print(sum(is_socket(fd) for fd in range(4096)))")
+
+
+def test_lanes_run_concurrently_as_users_of_their_own_and_keep_the_channel_out_of_reach():
+    lanes = WarmLanes(2, hidden=[ROOT])
+    pools = [WarmPool(hidden=[ROOT], lanes=[lane]) for lane in lanes.lanes]
+    try:
+        futures = [pool.submit(["import os, time\ntime.sleep(1)\nprint(os.getuid())", SOCKETS_SEEN,
+                                f"print(os.path.exists({os.path.join(ROOT, 'source')!r}))"], {}, FAST)
+                   for pool in pools]
+        results = [future.result(timeout=120) for future in futures]
+    finally:
+        for pool in pools:
+            pool.close()
+        lanes.close()
+    uids = {text(result.cells[0]) for result in results}
+    assert len(uids) == 2
+    for result in results:
+        assert text(result.cells[1]) == "1\n"  # its own results channel, not the lane's
+        assert text(result.cells[2]) == "False\n"
+
+
+def test_a_lane_that_dies_gives_way_to_a_worker_of_its_own():
+    lanes = WarmLanes(1, hidden=[ROOT])
+    pool = WarmPool(hidden=[ROOT], lanes=lanes.lanes)
+    try:
+        before = run(pool, "print(6 * 7)")
+        lanes.proc.kill()
+        lanes.proc.wait()
+        after = run(pool, "print(6 * 8)")
+    finally:
+        pool.close()
+        lanes.close()
+    assert text(before.cells[0]) == "42\n"
+    assert text(after.cells[0]) == "48\n"
