@@ -83,7 +83,6 @@ def ensure_assignment(course, assignment):
     """Record the assignment's master in the gradebook (generating a release copy aside)."""
     with Gradebook(course.db_url) as gb:
         try:
-            gb.find_assignment(assignment)
             if gb.find_assignment(assignment).notebooks:
                 return
         except MissingEntry:

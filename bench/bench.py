@@ -23,14 +23,15 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import psutil
-from nbgrader.api import Gradebook
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from autograder import pipeline  # noqa: E402
 _spec = importlib.util.spec_from_file_location("build_submissions", ROOT / "examples" / "build_submissions.py")
 examples = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(examples)
@@ -49,7 +50,6 @@ class Outcome:
     scores: dict  # {student: {grade_id: points}}
     peak_rss: int
     peak_pss: int
-    notes: list = field(default_factory=list)
 
 
 def build_mix(assignment, n, seed=0):
@@ -119,12 +119,15 @@ class PeakMemory:
         self._thread.join()
 
 
+def tool_env():
+    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
 def timed_run(argv, cwd, log):
     """Run a command, watching its memory; (wall seconds, PeakMemory)."""
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     with open(log, "w") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(argv, cwd=cwd, env=tool_env(), stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
         memory = PeakMemory(proc.pid)
         code = proc.wait()
@@ -135,14 +138,11 @@ def timed_run(argv, cwd, log):
     return wall, memory
 
 
-def gradebook_scores(db, assignment, students):
-    scores = {}
-    with Gradebook(f"sqlite:///{db}") as gb:
-        for student in students:
-            submission = gb.find_submission(assignment, student)
-            scores[student] = {g.name: float(g.score or 0) for nb in submission.notebooks
-                               for g in nb.grades if g.cell_type == "code"}
-    return scores
+def auto_scores(db, assignment):
+    """{student: {grade_id: points}} of the autograded questions, read as the grader reads them."""
+    grades = pipeline.gradebook_scores(pipeline.Course(db_url=f"sqlite:///{db}"), assignment)
+    return {student: {gid: grade.score for gid, grade in found.items() if grade.auto}
+            for student, found in grades.items()}
 
 
 def run_stock(folder, assignment, mix, timeout):
@@ -155,8 +155,7 @@ def run_stock(folder, assignment, mix, timeout):
         f"c.Execute.timeout = {int(timeout)}\n")
     nbgrader = [str(BIN / "nbgrader")]
     subprocess.run(nbgrader + ["generate_assignment", assignment, "--log-level=ERROR"], cwd=folder, check=True,
-                   env=dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"),
-                   stdin=subprocess.DEVNULL)
+                   env=tool_env(), stdin=subprocess.DEVNULL)
     for student, _, nb in mix:
         target = folder / "submitted" / student / assignment
         target.mkdir(parents=True)
@@ -169,7 +168,7 @@ def run_stock(folder, assignment, mix, timeout):
     finished = sorted((os.stat(folder / "autograded" / s / assignment / f"{assignment}.ipynb").st_mtime, s)
                       for s, _, _ in mix)
     per = {s: t - finished[i - 1][0] for i, (t, s) in enumerate(finished) if i > 0}
-    return Outcome(wall, per, gradebook_scores(folder / "gradebook.db", assignment, [s for s, _, _ in mix]),
+    return Outcome(wall, per, auto_scores(folder / "gradebook.db", assignment),
                    memory.rss, memory.pss)
 
 
@@ -187,23 +186,27 @@ def run_ours(folder, assignment, mix, timeout, jobs):
     for student, _, _ in mix:
         state = work / "autograded" / student / assignment / ".autograder.json"
         per[student] = json.loads(state.read_text())["seconds"]
-    return Outcome(wall, per, gradebook_scores(work / "gradebook.db", assignment, [s for s, _, _ in mix]),
+    return Outcome(wall, per, auto_scores(work / "gradebook.db", assignment),
                    memory.rss, memory.pss)
 
 
 def percentiles(per, mix):
     """p50, p95 of per-submission seconds, the deliberate infinite loop left out."""
-    values = sorted(v for s, v in per.items() if dict((m[0], m[1]) for m in mix)[s] != "loop")
+    kind = {student: kind for student, kind, _ in mix}
+    values = sorted(v for s, v in per.items() if kind[s] != "loop")
     if len(values) < 2:
         return (values[0],) * 2 if values else (float("nan"),) * 2
     cuts = statistics.quantiles(values, n=100, method="inclusive")
     return cuts[49], cuts[94]
 
 
-def differences(stock, ours):
+def differences(stock, ours, students):
     found = []
-    for student, expected in stock.scores.items():
-        got = ours.scores.get(student, {})
+    for student in students:
+        expected, got = stock.scores.get(student, {}), ours.scores.get(student, {})
+        if not expected or not got:
+            found.append(f"{student}: no grades from {'stock' if not expected else 'ours'}")
+            continue
         for gid in sorted(set(expected) | set(got)):
             if expected.get(gid) != got.get(gid):
                 found.append(f"{student} {gid}: stock {expected.get(gid)}, ours {got.get(gid)}")
@@ -251,7 +254,7 @@ def main(argv=None):
         print(HEADER)
         print(report("stock nbgrader autograde", stock, mix))
         print(report("python -m autograder grade", ours, mix))
-        wrong = differences(stock, ours)
+        wrong = differences(stock, ours, [student for student, _, _ in mix])
         questions = sum(len(s) for s in stock.scores.values())
         if wrong:
             print(f"\nscores DIFFER on {len(wrong)} of {questions} question grades:")

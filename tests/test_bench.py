@@ -23,4 +23,5 @@ def test_stock_nbgrader_and_ours_give_identical_scores(capsys):
 def test_a_score_difference_is_reported():
     stock = bench.Outcome(1.0, {}, {"s1": {"q1": 2.0, "q2": 2.0}}, 0, 0)
     ours = bench.Outcome(1.0, {}, {"s1": {"q1": 2.0, "q2": 0.0}}, 0, 0)
-    assert bench.differences(stock, ours) == ["s1 q2: stock 2.0, ours 0.0"]
+    assert bench.differences(stock, ours, ["s1"]) == ["s1 q2: stock 2.0, ours 0.0"]
+    assert bench.differences(stock, ours, ["s1", "s2"])[-1] == "s2: no grades from stock"
