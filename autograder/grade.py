@@ -51,8 +51,11 @@ def run(submissions, assignment, out, *, course, force=False):
     master = master_notebook(course, assignment)
     master_nb = nbformat.read(master, as_version=4)
     course.hidden.extend([str(Path(submissions).resolve()), str(out.resolve())])
-    # The grading processes start now: they warm their executors while intake reads.
-    graders = pipeline.Graders(course, assignment, feedback=True) if pipeline.jobs(course) > 1 else None
+    # On a first (or forced) run everything will be graded: the grading processes start
+    # now and warm their executor while intake reads. A later run may find nothing
+    # changed, so it reads first and starts them only if needed.
+    early = pipeline.jobs(course) > 1 and (force or not (course.work / "autograded").exists())
+    graders = pipeline.Graders(course, assignment, feedback=True) if early else None
     try:
         found = intake.collect(submissions, assignment, release_notebook(master))
         if not found:
