@@ -22,6 +22,10 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Igno
 
 c.Autograde.autograde_preprocessors = [ExecuteSandboxed, JudgeChecks, IgnorePattern, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+# nbgrader's own notebook exporter, validating the notebook once rather than after every step.
+from autograder.exporters import AutogradeExporter  # noqa: E402
+
+c.Autograde.exporter_class = AutogradeExporter
 c.ExecuteSandboxed.timeout = 10
 c.ExecuteSandboxed.memory_mb = 2048
 # Feedback shows test cells without their hidden part (nbgrader's own ClearHiddenTests).

@@ -41,11 +41,15 @@ def main(argv=None):
     logging.getLogger("autograder").setLevel(logging.INFO)
 
     if args.command == "grade":
-        from autograder import grade as grading, pipeline, reports
-        course = pipeline.Course(root=args.course or pipeline.REPO_ROOT, work=args.work, db_url=args.db,
-                                 timeout=args.timeout, memory_mb=args.memory, jobs=args.jobs,
-                                 executor=args.executor)
-        rows = grading.run(args.submissions, args.assignment, args.out, course=course, force=args.force)
+        from autograder.course import REPO_ROOT, Course, start_warm_lanes
+        course = Course(root=args.course or REPO_ROOT, work=args.work, db_url=args.db, timeout=args.timeout,
+                        memory_mb=args.memory, jobs=args.jobs, executor=args.executor)
+        course.hide(args.submissions, args.out)
+        # The warm executor imports torch while this process imports nbgrader below.
+        lanes = start_warm_lanes(course, args.force)
+        from autograder import grade as grading, reports
+        rows = grading.run(args.submissions, args.assignment, args.out, course=course, force=args.force,
+                           lanes=lanes)
         print(reports.grade_table(rows, grading.question_ids(grading.master_notebook(course, args.assignment))))
         print(f"\nwrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'report.html'} "
               f"and {len(rows)} feedback pages in {Path(args.out) / 'feedback'}")

@@ -6,7 +6,7 @@ changes is cost. The master's markdown and code recur in every student's page, s
 rendering is cached; and nbconvert's last step, a full BeautifulSoup parse of the page to
 give images without alt text a default one (more than half of the time), is a regular
 expression here. Its other step, tabindex on JupyterLab-template cells, finds nothing in
-nbgrader's classic-based template.
+nbgrader's classic-based template. The notebook is validated once (exporters.ValidateOnce).
 """
 import re
 
@@ -14,6 +14,8 @@ from jinja2 import pass_context
 from nbconvert.exporters import HTMLExporter, TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
+
+from autograder.exporters import ValidateOnce
 
 IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\salt=)", re.IGNORECASE)
 DEFAULT_ALT = '<img alt="No description has been provided for this image"'
@@ -33,7 +35,7 @@ class CachedHighlight(Highlight2HTML):
         return self._done[key]
 
 
-class FeedbackHTMLExporter(HTMLExporter):
+class FeedbackHTMLExporter(ValidateOnce, HTMLExporter):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._markdown = {}

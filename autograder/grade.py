@@ -10,6 +10,7 @@ import nbformat
 from tqdm import tqdm
 
 from autograder import intake, pipeline, reports
+from autograder.course import start_warm_lanes
 
 log = logging.getLogger(__name__)
 STATE_FILE = ".autograder.json"  # in each autograded folder: the submission it graded
@@ -44,18 +45,22 @@ def release_notebook(master):
     return nbformat.read(release if release.exists() else master, as_version=4)
 
 
-def run(submissions, assignment, out, *, course, force=False):
-    """Grade everything in ``submissions``; write grades.csv, feedback/ and report.html in ``out``."""
+def run(submissions, assignment, out, *, course, force=False, lanes=None):
+    """Grade everything in ``submissions``; write grades.csv, feedback/ and report.html in ``out``.
+
+    ``lanes``: the warm executor, if the caller started it ahead (course.start_warm_lanes,
+    after ``course.hide(submissions, out)``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     master = master_notebook(course, assignment)
     master_nb = nbformat.read(master, as_version=4)
-    course.hidden.extend([str(Path(submissions).resolve()), str(out.resolve())])
-    # On a first (or forced) run everything will be graded: the grading processes start
-    # now and warm their executor while intake reads. A later run may find nothing
-    # changed, so it reads first and starts them only if needed.
-    early = pipeline.jobs(course) > 1 and (force or not (course.work / "autograded").exists())
-    graders = pipeline.Graders(course, assignment, feedback=True) if early else None
+    course.hide(submissions, out)
+    if lanes is None:
+        lanes = start_warm_lanes(course, force)
+    # With the executor started (a first or forced run: everything will be graded), the
+    # grading processes start too, and get ready while intake reads. A later run may find
+    # nothing changed: it reads first and starts them only if needed.
+    graders = pipeline.Graders(course, assignment, feedback=True, lanes=lanes) if lanes else None
     try:
         found = intake.collect(submissions, assignment, release_notebook(master))
         if not found:
@@ -159,8 +164,8 @@ def _row(course, assignment, master, master_nb, sub, outcome, grades):
         row.questions[gid] = "pending" if grade.needs_manual and not grade.auto else grade.score
     row.score = sum(v for v in row.questions.values() if v != "pending")
     graded = course.autograded_dir(assignment, sub.student_id) / master.name
-    if graded.exists():
-        nb = nbformat.read(graded, as_version=4)
+    if graded.exists():  # written by nbgrader, which validated it: read without validating again
+        nb = nbformat.reader.reads(graded.read_text())
         row.seconds = float(nb.metadata.get("autograder", {}).get("seconds", 0.0))
         row.notes.extend(nb.metadata.get("autograder", {}).get("notes", []))
         for index, cell in enumerate(nb.cells):

@@ -4,6 +4,7 @@ Each change keeps nbgrader's behaviour and results; importing this module applie
 """
 import functools
 import json
+import os
 
 import jsonschema
 import nbgrader.api
@@ -19,6 +20,7 @@ def create_engine(url, **kwargs):
     """nbgrader opens a new SQLAlchemy engine for each of the ~10 Gradebook objects it uses
     per notebook, and each new engine compiles every query again: keep one per URL."""
     engine = sqlalchemy.create_engine(url, **kwargs)
+    _engines.append((engine, engine.dispose))
     # Gradebook.close() disposes of the engine, closing its pooled connections, so the
     # next Gradebook would connect again: this engine lives as long as the process.
     engine.dispose = lambda close=True: None
@@ -27,6 +29,23 @@ def create_engine(url, **kwargs):
         # block the writer; a crash may lose the last commits, never corrupt the file.
         sqlalchemy.event.listen(engine, "connect", _sqlite_wal)
     return engine
+
+
+_engines = []  # (engine, its own dispose)
+
+
+def _forget_engines():
+    """In a forked child: leave the parent's pooled connections to the parent (SQLAlchemy's
+    advice: dispose with close=False) and open engines of its own."""
+    for _, dispose in _engines:
+        dispose(close=False)
+    _engines.clear()
+    create_engine.cache_clear()
+    _TableNames.known.clear()
+    _courses_present.clear()
+
+
+os.register_at_fork(after_in_child=_forget_engines)
 
 
 def _sqlite_wal(connection, _):
@@ -47,6 +66,36 @@ def create_all(bind=None, **kwargs):
     if kwargs:
         return _create_all(bind=bind, **kwargs)
     _create_all_once(bind)
+
+
+class _TableNames:
+    """Gradebook() asks ``sqlalchemy.inspect(engine)`` for the gradebook's table names on
+    every open, only to learn whether the tables exist yet; once they do, they stay."""
+    known = {}  # engine -> its table names
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def get_table_names(self):
+        names = self.known.get(self.engine) or sqlalchemy.inspect(self.engine).get_table_names()
+        if names:
+            self.known[self.engine] = names
+        return names
+
+
+_check_course = nbgrader.api.Gradebook.check_course
+_courses_present = set()  # (engine, course id)
+
+
+def check_course(self, course_id="default_course", **kwargs):
+    """Gradebook() makes sure its course's row exists, with a query and a commit, on every
+    open; once the row exists it stays, so ask once per engine. (Gradebook() ignores the
+    Course returned; so does this shortcut, which returns None, as nbgrader does for a new one.)"""
+    if kwargs or (self.engine, course_id) not in _courses_present:
+        course = _check_course(self, course_id=course_id, **kwargs)
+        _courses_present.add((self.engine, course_id))
+        return course
+    return None
 
 
 def alembic_head():
@@ -82,4 +131,6 @@ class _Jsonschema:
 nbgrader.api.create_engine = create_engine
 nbgrader.api.Base.metadata.create_all = create_all
 nbgrader.api.get_alembic_version = alembic_head
+nbgrader.api.inspect = _TableNames
+nbgrader.api.Gradebook.check_course = check_course
 nbgrader.nbgraderformat.common.jsonschema = _Jsonschema

@@ -7,76 +7,27 @@ sandboxed executor, all of them writing to the one nbgrader gradebook.
 """
 import logging
 import multiprocessing
-import os
 import queue
 import tempfile
+import threading
 import time
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import nbformat
 import sqlalchemy.exc
 from nbgrader.api import (Assignment, Grade, Gradebook, GradeCell, MissingEntry, SubmittedAssignment,
                           SubmittedNotebook)
 from nbgrader.apps import NbGraderAPI
-from traitlets.config import Config
-from traitlets.config.loader import PyFileConfigLoader
 
 from autograder import execution, nbgrader_speedups  # noqa: F401 (nbgrader_speedups applies itself)
-from autograder.preprocessors import ExecuteSandboxed, course_dirs
+from autograder.course import REPO_ROOT, Course, jobs  # noqa: F401 (the grading core's names)
+from autograder.preprocessors import ExecuteSandboxed
 
 log = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # nbgrader's gradebook code trips SQLAlchemy's autoflush warnings on every notebook: noise.
 warnings.filterwarnings("ignore", category=sqlalchemy.exc.SAWarning)
-
-
-@dataclass
-class Course:
-    """Where a grading run reads its masters and writes nbgrader's folders and gradebook."""
-    root: Path = REPO_ROOT  # holds nbgrader_config.py and source/
-    work: Path = None  # holds submitted/, autograded/, feedback/ (default: root)
-    db_url: str = None  # default: sqlite gradebook.db in work
-    executor: str = "fork"
-    timeout: float = 10.0
-    memory_mb: int = 2048
-    jobs: int = 0
-    hidden: list = field(default_factory=list)  # more directories the sandbox must hide
-
-    def __post_init__(self):
-        self.root = Path(self.root).resolve()
-        self.work = Path(self.work or self.root).resolve()
-        # Several grading processes share the gradebook: wait for its lock, not fail.
-        self.db_url = self.db_url or f"sqlite:///{self.work / 'gradebook.db'}?timeout=60"
-
-    def config(self):
-        config = Config()
-        config_file = self.root / "nbgrader_config.py"
-        if config_file.exists():
-            config.merge(PyFileConfigLoader(config_file.name, path=str(self.root)).load_config())
-        config.CourseDirectory.root = str(self.root)
-        config.CourseDirectory.db_url = self.db_url
-        for name in ("submitted", "autograded", "feedback"):
-            config.CourseDirectory[f"{name}_directory"] = str(self.work / name)
-        config.ExecuteSandboxed.executor = self.executor
-        config.ExecuteSandboxed.timeout = self.timeout
-        config.ExecuteSandboxed.memory_mb = self.memory_mb
-        config.ExecuteSandboxed.hidden = [str(self.root), str(self.work), *map(str, self.hidden)]
-        config.Application.log_level = "WARN"
-        # Grading never uses nbgrader's exchange; point it somewhere writable so the API does not complain.
-        config.Exchange.root = tempfile.gettempdir()
-        return config
-
-    def api(self):
-        return NbGraderAPI(config=self.config())
-
-    def submitted_dir(self, assignment, student):
-        return self.work / "submitted" / student / assignment
-
-    def autograded_dir(self, assignment, student):
-        return self.work / "autograded" / student / assignment
 
 
 def ensure_assignment(course, assignment):
@@ -118,25 +69,29 @@ def autograde(course, assignment, students, progress=None, feedback=False, grade
         return graders.grade(students, progress)
 
 
-def jobs(course):
-    return max(1, course.jobs or os.cpu_count() or 1)
-
-
 class Graders:
     """A run's grading processes, started ahead: they warm the executor while the caller
     still prepares the submissions, then grade the students ``grade`` hands out. The
     executor is one warm worker with a lane for each of them (execution.WarmLanes)."""
 
-    def __init__(self, course, assignment, feedback=False, count=None):
+    def __init__(self, course, assignment, feedback=False, count=None, lanes=None):
         self.course, self.assignment = course, assignment
-        count = count or jobs(course)
-        self.lanes = (execution.WarmLanes(count, hidden=executor_hidden(course))
-                      if course.executor == "fork" else None)
-        context = multiprocessing.get_context("spawn")  # not fork: the parent has threads
+        if lanes is None and course.executor == "fork":
+            lanes = execution.WarmLanes(count or jobs(course), hidden=course.executor_hidden())
+        self.lanes = lanes
+        slots = lanes.lanes if lanes else [None] * (count or jobs(course))
+        # Forked, the processes start with nbgrader already imported (2.5 s each when
+        # spawned); a process with threads cannot fork safely, so it spawns them.
+        forking = threading.active_count() == 1
+        context = multiprocessing.get_context("fork" if forking else "spawn")
         self.tasks, self.done = context.Queue(), context.Queue()
+
+        def others(lane):  # a fork inherits every lane's channel; it keeps only its own
+            return [s for _, s in lanes.lanes if s is not lane[1]] if forking and lane else []
+
         self.workers = [context.Process(target=_grading_process, daemon=True,
-                                        args=(course, assignment, self.tasks, self.done, feedback, lane))
-                        for lane in (self.lanes.lanes if self.lanes else [None] * count)]
+                                        args=(course, assignment, self.tasks, self.done, feedback, lane, others(lane)))
+                        for lane in slots]
         for worker in self.workers:
             worker.start()
         self.closed = False
@@ -188,18 +143,15 @@ def _collect(done, students, progress, workers):
     return results
 
 
-def executor_hidden(course):
-    """What the executor's sandbox hides: the course, the gradebook, the work folders."""
-    return course_dirs({"nbgrader": {"db_url": course.db_url}}) + course.config().ExecuteSandboxed.hidden
-
-
 def _start_executor(course, lane=None):
     if course.executor == "fork":
-        ExecuteSandboxed.start_pool(executor_hidden(course), lane)
+        ExecuteSandboxed.start_pool(course.executor_hidden(), lane)
 
 
-def _grading_process(course, assignment, tasks, done, feedback, lane=None):
+def _grading_process(course, assignment, tasks, done, feedback, lane=None, other_lanes=()):
     """One grading process: autograde students from ``tasks`` until None, then feedback."""
+    for other in other_lanes:  # inherited by a fork: the other processes' channels
+        other.close()
     logging.getLogger("traitlets").setLevel(logging.ERROR)
     _start_executor(course, lane)
     api = course.api()

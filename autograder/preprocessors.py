@@ -14,6 +14,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Enum, Float, Integer, List, Unicode
 
 from autograder import execution, scoring
+from autograder.course import database_dirs
 from autograder.sandbox import Limits
 
 SUPPORT_FILE_LIMIT = 1 << 20
@@ -120,11 +121,7 @@ def course_dirs(resources):
     """Directories the sandbox hides: the course (solutions, gradebook) and the submission."""
     path = resources.get("metadata", {}).get("path")
     db_url = resources.get("nbgrader", {}).get("db_url", "")
-    hidden = [os.getcwd()] + ([path] if path else [])
-    if db_url.startswith("sqlite:///"):
-        database = db_url[len("sqlite:///"):].split("?")[0]
-        hidden.append(os.path.dirname(os.path.abspath(database)))
-    return hidden
+    return [os.getcwd()] + ([path] if path else []) + database_dirs(db_url)
 
 
 def _output_node(output):

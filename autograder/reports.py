@@ -6,11 +6,6 @@ import html
 import io
 import statistics
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 
 def write_grades_csv(path, rows, question_ids):
     with open(path, "w", newline="") as f:
@@ -36,14 +31,23 @@ def grade_table(rows, question_ids):
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(b) for b in body])
 
 
-def _figure_png(fig):
+def _figure_png(fig, plt):
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def _pyplot():
+    """matplotlib, imported when a report is drawn (a second and a half of every run's start-up otherwise)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+    return matplotlib.pyplot
+
+
 def _charts(rows, question_ids):
+    plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     scores = [r.score for r in rows]
     top = max((r.max_score for r in rows), default=1) or 1
@@ -58,7 +62,7 @@ def _charts(rows, question_ids):
     right.barh(question_ids, rates, color="#228833")
     right.set(title="Questions passed (full points)", xlabel="% of students", xlim=(0, 100))
     right.invert_yaxis()
-    return _figure_png(fig)
+    return _figure_png(fig, plt)
 
 
 def write_report(path, rows, question_ids, assignment):

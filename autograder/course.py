@@ -1,0 +1,93 @@
+"""Where a grading run reads its masters and writes nbgrader's folders and gradebook.
+
+Free of nbgrader imports: a run starts its warm executor (which imports torch) before it
+imports nbgrader, so that the two start-up costs overlap.
+"""
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Course:
+    root: Path = REPO_ROOT  # holds nbgrader_config.py and source/
+    work: Path = None  # holds submitted/, autograded/, feedback/ (default: root)
+    db_url: str = None  # default: sqlite gradebook.db in work
+    executor: str = "fork"
+    timeout: float = 10.0
+    memory_mb: int = 2048
+    jobs: int = 0
+    hidden: list = field(default_factory=list)  # more directories the sandbox must hide
+
+    def __post_init__(self):
+        self.root = Path(self.root).resolve()
+        self.work = Path(self.work or self.root).resolve()
+        # Several grading processes share the gradebook: wait for its lock, not fail.
+        self.db_url = self.db_url or f"sqlite:///{self.work / 'gradebook.db'}?timeout=60"
+
+    def config(self):
+        config = Config()
+        config_file = self.root / "nbgrader_config.py"
+        if config_file.exists():
+            config.merge(PyFileConfigLoader(config_file.name, path=str(self.root)).load_config())
+        config.CourseDirectory.root = str(self.root)
+        config.CourseDirectory.db_url = self.db_url
+        for name in ("submitted", "autograded", "feedback"):
+            config.CourseDirectory[f"{name}_directory"] = str(self.work / name)
+        config.ExecuteSandboxed.executor = self.executor
+        config.ExecuteSandboxed.timeout = self.timeout
+        config.ExecuteSandboxed.memory_mb = self.memory_mb
+        config.ExecuteSandboxed.hidden = [str(self.root), str(self.work), *map(str, self.hidden)]
+        config.Application.log_level = "WARN"
+        # Grading never uses nbgrader's exchange; point it somewhere writable so the API does not complain.
+        config.Exchange.root = tempfile.gettempdir()
+        return config
+
+    def api(self):
+        from nbgrader.apps import NbGraderAPI
+        return NbGraderAPI(config=self.config())
+
+    def hide(self, *folders):
+        """Have the sandbox hide these folders too (a run's submissions and output)."""
+        for folder in map(str, map(Path.resolve, map(Path, folders))):
+            if folder not in self.hidden:
+                self.hidden.append(folder)
+
+    def executor_hidden(self):
+        """What the executor's sandbox hides: the course, the work folders, the gradebook's
+        folder, the grading process's own folder, and the run's extra folders."""
+        return [os.getcwd(), *database_dirs(self.db_url), str(self.root), str(self.work), *map(str, self.hidden)]
+
+    def submitted_dir(self, assignment, student):
+        return self.work / "submitted" / student / assignment
+
+    def autograded_dir(self, assignment, student):
+        return self.work / "autograded" / student / assignment
+
+
+def database_dirs(db_url):
+    """The folder of an SQLite gradebook (none for a database server)."""
+    if not db_url.startswith("sqlite:///"):
+        return []
+    return [os.path.dirname(os.path.abspath(db_url[len("sqlite:///"):].split("?")[0]))]
+
+
+def jobs(course):
+    return max(1, course.jobs or os.cpu_count() or 1)
+
+
+def start_warm_lanes(course, force=False):
+    """The warm executor for a run's grading processes, started now when the run will grade
+    everything (a first or forced run with several processes), so that it imports torch
+    while the caller imports nbgrader and reads the submissions. A later run may find
+    nothing changed: it starts nothing yet (None)."""
+    if course.executor != "fork" or jobs(course) == 1 or not (force or not (course.work / "autograded").exists()):
+        return None
+    from autograder import execution
+    return execution.WarmLanes(jobs(course), hidden=course.executor_hidden())
