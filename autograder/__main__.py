@@ -46,7 +46,7 @@ def main(argv=None):
                         memory_mb=args.memory, jobs=args.jobs, executor=args.executor)
         course.hide(args.submissions, args.out)
         # The warm executor imports torch while this process imports nbgrader below.
-        lanes = start_warm_lanes(course, args.force)
+        lanes = start_warm_lanes(course, args.assignment, args.force)
         from autograder import grade as grading, reports
         rows = grading.run(args.submissions, args.assignment, args.out, course=course, force=args.force,
                            lanes=lanes)

@@ -3,6 +3,7 @@
 Free of nbgrader imports: a run starts its warm executor (which imports torch) before it
 imports nbgrader, so that the two start-up costs overlap.
 """
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -82,7 +83,16 @@ def jobs(course):
     return max(1, course.jobs or os.cpu_count() or 1)
 
 
-def start_warm_lanes(course, force=False):
+def uses_optimizers(course, assignment):
+    """Whether the assignment's master code mentions torch's optimizers (worth warming up)."""
+    for master in (course.root / "source" / assignment).glob("*.ipynb"):
+        cells = json.loads(master.read_text()).get("cells", [])
+        if any("optim" in "".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code"):
+            return True
+    return False
+
+
+def start_warm_lanes(course, assignment, force=False):
     """The warm executor for a run's grading processes, started now when the run will grade
     everything (a first or forced run with several processes), so that it imports torch
     while the caller imports nbgrader and reads the submissions. A later run may find
@@ -90,4 +100,5 @@ def start_warm_lanes(course, force=False):
     if course.executor != "fork" or jobs(course) == 1 or not (force or not (course.work / "autograded").exists()):
         return None
     from autograder import execution
-    return execution.WarmLanes(jobs(course), hidden=course.executor_hidden())
+    return execution.WarmLanes(jobs(course), hidden=course.executor_hidden(),
+                               optimizers=uses_optimizers(course, assignment))

@@ -67,13 +67,15 @@ class WarmLanes:
     and the memory of the warm process are paid once rather than once per core.
 
     ``lanes`` is [(slot, socket)]; hand one to each grading process (``WarmPool(lanes=...)``).
+    ``optimizers=False`` leaves torch's optimizers cold (they take seconds to warm up).
     """
 
-    def __init__(self, count, *, hidden=(), use_sandbox=None):
+    def __init__(self, count, *, hidden=(), use_sandbox=None, optimizers=True):
         self.claims = [sandbox.claim_slot() for _ in range(count)]
         self.scratch = _scratch("autograder-lanes-")
         pairs = [socket.socketpair() for _ in range(count)]
         args = ["--lanes", *(f"{slot}:{theirs.fileno()}" for (slot, _), (_, theirs) in zip(self.claims, pairs))]
+        args += [] if optimizers else ["--no-optimizer-warm-up"]
         self.proc = _worker_process(args, hidden=hidden, scratch=self.scratch, use_sandbox=_use_sandbox(use_sandbox),
                                     pass_fds=[theirs.fileno() for _, theirs in pairs],
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)

@@ -56,7 +56,7 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None):
     master_nb = nbformat.read(master, as_version=4)
     course.hide(submissions, out)
     if lanes is None:
-        lanes = start_warm_lanes(course, force)
+        lanes = start_warm_lanes(course, assignment, force)
     # With the executor started (a first or forced run: everything will be graded), the
     # grading processes start too, and get ready while intake reads. A later run may find
     # nothing changed: it reads first and starts them only if needed.

@@ -3,6 +3,7 @@
 Each change keeps nbgrader's behaviour and results; importing this module applies them.
 """
 import functools
+import inspect
 import json
 import os
 
@@ -12,6 +13,8 @@ import nbgrader.nbgraderformat.common
 import sqlalchemy
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
+from nbgrader.api import (Assignment, Comment, Grade, GradeCell, Notebook, SolutionCell, SourceCell, Student,
+                          SubmittedAssignment, SubmittedNotebook, TaskCell)
 from nbgrader.dbutil import ALEMBIC_DIR
 
 
@@ -98,6 +101,62 @@ def check_course(self, course_id="default_course", **kwargs):
     return None
 
 
+def _looked_up_together(find, load_all):
+    """Gradebook.find_X(name, *scope) answered from one query for every name in that scope,
+    made once per Gradebook (one session): nbgrader's preprocessors look up the cells,
+    grades and comments of a notebook one query at a time, a millisecond each. A name the
+    query did not return is looked up as before, so a row added since is still found; after
+    the session commits, lookups are nbgrader's own again (a commit expires what was loaded)."""
+    signature = inspect.signature(find)
+
+    @functools.wraps(find)
+    def find_together(self, *args, **kwargs):
+        loaded = self.__dict__.get("_looked_up_together")
+        if loaded is None:
+            loaded = self._looked_up_together = {}
+            sqlalchemy.event.listen(self.db(), "after_commit", lambda session: loaded.update(committed=True))
+        if loaded.get("committed"):
+            return find(self, *args, **kwargs)
+        name, *scope = signature.bind(self, *args, **kwargs).args[1:]
+        key = (find.__name__, *scope)
+        if key not in loaded:
+            loaded[key] = load_all(self.db, *scope)
+        found = loaded[key].get(name)
+        return found if found is not None else find(self, *args, **kwargs)
+    return find_together
+
+
+def _master_cells(kind):
+    def load_all(db, notebook, assignment):
+        return dict(db.query(kind.name, kind)
+                    .join(Notebook, Notebook.id == kind.notebook_id)
+                    .join(Assignment, Assignment.id == Notebook.assignment_id)
+                    .filter(Notebook.name == notebook, Assignment.name == assignment))
+    return load_all
+
+
+def _submitted(row, *cell_kinds):
+    """{cell name: row} for a student's notebook; the first cell kind wins a shared name,
+    as nbgrader's lookups try them in this order."""
+    def load_all(db, notebook, assignment, student):
+        found = {}
+        for kind in reversed(cell_kinds):
+            found.update(db.query(kind.name, row)
+                         .join(kind, kind.id == row.cell_id)
+                         .join(SubmittedNotebook, SubmittedNotebook.id == row.notebook_id)
+                         .join(Notebook, Notebook.id == SubmittedNotebook.notebook_id)
+                         .join(SubmittedAssignment, SubmittedAssignment.id == SubmittedNotebook.assignment_id)
+                         .join(Assignment, Assignment.id == SubmittedAssignment.assignment_id)
+                         .join(Student, Student.id == SubmittedAssignment.student_id)
+                         .filter(Notebook.name == notebook, Assignment.name == assignment, Student.id == student))
+        return found
+    return load_all
+
+
+def _graded_cells(db, notebook, assignment):
+    return {**_master_cells(TaskCell)(db, notebook, assignment), **_master_cells(GradeCell)(db, notebook, assignment)}
+
+
 def alembic_head():
     """The gradebook schema's version, which nbgrader records in a new gradebook by running
     the `alembic` command (4 s); read from the same migration scripts in this process."""
@@ -133,4 +192,8 @@ nbgrader.api.Base.metadata.create_all = create_all
 nbgrader.api.get_alembic_version = alembic_head
 nbgrader.api.inspect = _TableNames
 nbgrader.api.Gradebook.check_course = check_course
+for _name, _load_all in [("find_source_cell", _master_cells(SourceCell)), ("find_graded_cell", _graded_cells),
+                         ("find_grade", _submitted(Grade, GradeCell, TaskCell)),
+                         ("find_comment", _submitted(Comment, SolutionCell, TaskCell))]:
+    setattr(nbgrader.api.Gradebook, _name, _looked_up_together(getattr(nbgrader.api.Gradebook, _name), _load_all))
 nbgrader.nbgraderformat.common.jsonschema = _Jsonschema

@@ -2,8 +2,8 @@
 
 Every way of grading goes through ``autograde``: the ``grade`` command, the Gradescope
 bundle and the tests. It spreads the students over ``jobs`` grading processes; each runs
-nbgrader's Autograde (and then its feedback) student after student, with its own warm
-sandboxed executor, all of them writing to the one nbgrader gradebook.
+nbgrader's Autograde student after student, with its own lane of the warm sandboxed
+executor, all of them writing to the one nbgrader gradebook; then they share the feedback.
 """
 import logging
 import multiprocessing
@@ -21,7 +21,7 @@ from nbgrader.api import (Assignment, Grade, Gradebook, GradeCell, MissingEntry,
 from nbgrader.apps import NbGraderAPI
 
 from autograder import execution, nbgrader_speedups  # noqa: F401 (nbgrader_speedups applies itself)
-from autograder.course import REPO_ROOT, Course, jobs  # noqa: F401 (the grading core's names)
+from autograder.course import REPO_ROOT, Course, jobs, uses_optimizers  # noqa: F401 (the grading core's names)
 from autograder.preprocessors import ExecuteSandboxed
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,9 @@ def autograde(course, assignment, students, progress=None, feedback=False, grade
     """Autograde the students' submissions in submitted/; return {student: outcome}, each
     outcome {"success", "error", "seconds"} (the time nbgrader took over that student).
 
-    With ``feedback``, each grading process also writes nbgrader's feedback for the
-    students it graded. ``progress(student, result)`` is called as each one finishes.
+    With ``feedback``, nbgrader's feedback is written too, once every student is graded,
+    shared evenly among the grading processes. ``progress(student, result)`` is called as
+    each one is graded.
     ``graders``: grading processes started ahead (``Graders``); by default they start now.
     """
     if graders is not None:
@@ -63,8 +64,11 @@ def autograde(course, assignment, students, progress=None, feedback=False, grade
         for student in students:
             tasks.put(student)
         tasks.put(None)
-        _grading_process(course, assignment, tasks, done, feedback)
-        return _collect(done, students, progress, [])
+        _grading_process(course, assignment, tasks, done)
+        results = _collect(done, students, progress, [])
+        if feedback:
+            _write_feedback(course.api(), course, assignment, graded(results))
+        return results
     with Graders(course, assignment, feedback, count=min(jobs(course), len(students))) as graders:
         return graders.grade(students, progress)
 
@@ -75,9 +79,11 @@ class Graders:
     executor is one warm worker with a lane for each of them (execution.WarmLanes)."""
 
     def __init__(self, course, assignment, feedback=False, count=None, lanes=None):
-        self.course, self.assignment = course, assignment
+        self.course, self.assignment, self.feedback = course, assignment, feedback
+        self.feedback_pending = 0
         if lanes is None and course.executor == "fork":
-            lanes = execution.WarmLanes(count or jobs(course), hidden=course.executor_hidden())
+            lanes = execution.WarmLanes(count or jobs(course), hidden=course.executor_hidden(),
+                                        optimizers=uses_optimizers(course, assignment))
         self.lanes = lanes
         slots = lanes.lanes if lanes else [None] * (count or jobs(course))
         # Forked, the processes start with nbgrader already imported (2.5 s each when
@@ -90,7 +96,7 @@ class Graders:
             return [s for _, s in lanes.lanes if s is not lane[1]] if forking and lane else []
 
         self.workers = [context.Process(target=_grading_process, daemon=True,
-                                        args=(course, assignment, self.tasks, self.done, feedback, lane, others(lane)))
+                                        args=(course, assignment, self.tasks, self.done, lane, others(lane)))
                         for lane in slots]
         for worker in self.workers:
             worker.start()
@@ -101,19 +107,27 @@ class Graders:
             ensure_assignment(self.course, self.assignment)
             for student in students:
                 self.tasks.put(student)
-            return _collect(self.done, students, progress, self.workers)
+            results = _collect(self.done, students, progress, self.workers)
+            if self.feedback:
+                # After the grading, not as each process goes: that would leave them
+                # unevenly loaded at the end (one of them may have sat out a time-out).
+                students = graded(results)
+                self.feedback_pending = len(students)
+                for share in range(len(self.workers)):
+                    self.tasks.put(("feedback", students[share::len(self.workers)]))
+            return results
         finally:
             self.close()
 
     def close(self):
-        """Let the processes finish (their feedback included) and end."""
+        """Let the processes finish (the feedback included) and end."""
         if self.closed:
             return
         self.closed = True
         for _ in self.workers:
             self.tasks.put(None)
         for worker in self.workers:
-            worker.join(timeout=60)
+            worker.join(timeout=60 + self.feedback_pending)  # feedback takes ~0.1 s a page
             if worker.is_alive():
                 worker.kill()
         if self.lanes is not None:
@@ -148,33 +162,45 @@ def _start_executor(course, lane=None):
         ExecuteSandboxed.start_pool(course.executor_hidden(), lane)
 
 
-def _grading_process(course, assignment, tasks, done, feedback, lane=None, other_lanes=()):
-    """One grading process: autograde students from ``tasks`` until None, then feedback."""
+def graded(results):
+    return [student for student, result in results.items() if result["success"]]
+
+
+def _grading_process(course, assignment, tasks, done, lane=None, other_lanes=()):
+    """One grading process: until None comes from ``tasks``, autograde each student that
+    does, or write the feedback of a ("feedback", [students]) share."""
     for other in other_lanes:  # inherited by a fork: the other processes' channels
         other.close()
+    # A fork inherits this run's log handlers too: drop them, so that nbgrader's chatter
+    # stays out of the run's log, as in a spawned process (its warnings still show).
+    logging.getLogger().handlers.clear()
     logging.getLogger("traitlets").setLevel(logging.ERROR)
     _start_executor(course, lane)
     api = course.api()
-    graded = []
     try:
-        while (student := tasks.get()) is not None:
+        while (task := tasks.get()) is not None:
+            if isinstance(task, tuple):
+                _write_feedback(api, course, assignment, task[1])
+                continue
             started = time.perf_counter()
             try:
-                result = api.autograde(assignment, student, force=True, create=True)
+                result = api.autograde(assignment, task, force=True, create=True)
             except Exception as exc:  # nbgrader reports most faults itself; never stop the batch
                 result = {"success": False, "error": f"{type(exc).__name__}: {exc}"}
-            if result["success"]:
-                graded.append(student)
-            done.put((student, {"success": result.get("success"), "error": result.get("error"),
-                                "seconds": time.perf_counter() - started}))
+            done.put((task, {"success": result.get("success"), "error": result.get("error"),
+                             "seconds": time.perf_counter() - started}))
     finally:
         ExecuteSandboxed.shutdown()
-    if feedback and graded:
-        # One nbgrader run for all of them (its HTML templates compile once); the
-        # course's other students are left alone.
-        others = {p.name for p in (course.work / "autograded").iterdir() if p.is_dir()} - set(graded)
-        api.coursedir.student_id_exclude = ",".join(sorted(others))
-        api.generate_feedback(assignment)
+
+
+def _write_feedback(api, course, assignment, students):
+    """nbgrader's feedback for these students, in one run (its HTML templates compile once);
+    the course's other students are left alone."""
+    if not students:
+        return
+    others = {p.name for p in (course.work / "autograded").iterdir() if p.is_dir()} - set(students)
+    api.coursedir.student_id_exclude = ",".join(sorted(others))
+    api.generate_feedback(assignment)
 
 
 @dataclass

@@ -8,7 +8,8 @@ stdin/stdout: it says ``{"ready": true}`` once warm, then answers each job
 ``{"cells": [{"status", "outputs", "seconds"}, ...], "notes": [...], "seconds"}``.
 Started by ``execution.WarmLanes`` as ``... --lanes SLOT:FD SLOT:FD ...``, it warms up
 once and forks a lane per inherited socket, each speaking the same protocol to one
-grading process: torch is imported once for all of them.
+grading process: torch is imported once for all of them. ``--no-optimizer-warm-up``
+skips warming torch's optimizers (seconds) for assignments that use none.
 
 A cell that runs past the time limit is interrupted (SIGINT), then killed; a child
 that dies (timeout, segfault, ``os._exit``) is replaced by a new fork that replays the
@@ -435,18 +436,29 @@ def serve_lanes(shell, lanes):
         os.waitpid(pid, 0)
 
 
+def warm_up(shell, optimizers):
+    """Run the shell's own code paths once, and (with ``optimizers``) torch's lazily imported
+    optimizer machinery, whose first use costs seconds, for every submission to come. The
+    names this defines are removed: a student's code starts from a kernel's namespace."""
+    before = set(shell.user_ns)
+    run_cell(shell, "import torch\n" + ("torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1).step()"
+                                        if optimizers else "torch.zeros(1)"))
+    for name in set(shell.user_ns) - before:
+        del shell.user_ns[name]
+
+
 def main():
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stray prints must not corrupt the protocol
+    args = sys.argv[1:]
+    optimizers = "--no-optimizer-warm-up" not in args
+    args = [a for a in args if a != "--no-optimizer-warm-up"]
     shell = make_shell()
-    # Warm the shell's own code paths, and torch's lazily imported optimizer machinery
-    # (its first optimizer costs seconds), once for every submission to come.
-    run_cell(shell, "import torch\nfrom torch import nn\n"
-                    "torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1).step()")
-    if sys.argv[1:2] == ["--lanes"]:
-        serve_lanes(shell, [tuple(map(int, lane.split(":"))) for lane in sys.argv[2:]])
+    warm_up(shell, optimizers)
+    if args[:1] == ["--lanes"]:
+        serve_lanes(shell, [tuple(map(int, lane.split(":"))) for lane in args[1:]])
     else:
-        serve(stdin, stdout, shell, int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+        serve(stdin, stdout, shell, int(args[0]) if args else 0)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,15 @@ def test_outputs_and_results_are_captured(pool):
     assert cell["outputs"][-1]["data"]["text/plain"] == "42"
 
 
+def test_code_starts_from_a_kernels_namespace(pool):
+    """The warm-up imports torch in the shell; a student who forgot to is not spared the error."""
+    result = run(pool, "torch.zeros(1)", "sorted(k for k in globals() if not k.startswith('_'))")
+    assert result.cells[0]["status"] == "error"
+    assert result.cells[0]["outputs"][-1]["ename"] == "NameError"
+    names = eval(result.cells[1]["outputs"][-1]["data"]["text/plain"])
+    assert names == ["In", "Out", "exit", "get_ipython", "open", "quit"]
+
+
 def test_infinite_loop_is_interrupted_and_later_cells_run(pool):
     result = run(pool, "x = 1", "while True:\n    pass", "print(x + 1)")
     assert [c["status"] for c in result.cells] == ["ok", "timeout", "ok"]
