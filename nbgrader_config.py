@@ -16,12 +16,11 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from autograder.preprocessors import ExecuteSandboxed, JudgeChecks  # noqa: E402
-from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern,  # noqa: E402
-                                    LimitOutput, SaveAutoGrades)
+from autograder.preprocessors import ExecuteSandboxed, JudgeChecks, SaveAutoGradesAtOnce  # noqa: E402
+from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput  # noqa: E402
 
 c.Autograde.autograde_preprocessors = [ExecuteSandboxed, JudgeChecks, IgnorePattern, LimitOutput,
-                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+                                       SaveAutoGradesAtOnce, AssignLatePenalties, CheckCellMetadata]
 # nbgrader's own notebook exporter, validating the notebook once rather than after every step.
 from autograder.exporters import AutogradeExporter  # noqa: E402
 

@@ -80,17 +80,19 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None):
         log.info("%d submissions found, %d to grade (the others are unchanged or ungradable)",
                  len(found), len(to_grade))
         outcomes = _autograde(course, assignment, to_grade, graders)
+        # Grades are final: the grading processes may still be writing feedback pages,
+        # while this one writes the grade table and the report.
+        # With no notebook to read there may be no gradebook either.
+        scores = pipeline.gradebook_scores(course, assignment) if any(s.notebook for s in found) else {}
+        rows = [_row(course, assignment, master, master_nb, sub, outcomes.get(sub.student_id),
+                     scores.get(sub.student_id, {}))
+                for sub in found]
+        reports.write_grades_csv(out / "grades.csv", rows, question_ids(master_nb))
+        reports.write_report(out / "report.html", rows, question_ids(master_nb), assignment)
     finally:
         if graders is not None:
             graders.close()
-    # With no notebook to read there may be no gradebook either.
-    scores = pipeline.gradebook_scores(course, assignment) if any(s.notebook for s in found) else {}
-    rows = [_row(course, assignment, master, master_nb, sub, outcomes.get(sub.student_id),
-                 scores.get(sub.student_id, {}))
-            for sub in found]
     _write_feedback(course, assignment, master, found, rows, out / "feedback")
-    reports.write_grades_csv(out / "grades.csv", rows, question_ids(master_nb))
-    reports.write_report(out / "report.html", rows, question_ids(master_nb), assignment)
     return rows
 
 

@@ -53,7 +53,8 @@ def autograde(course, assignment, students, progress=None, feedback=False, grade
     With ``feedback``, nbgrader's feedback is written too, once every student is graded,
     shared evenly among the grading processes. ``progress(student, result)`` is called as
     each one is graded.
-    ``graders``: grading processes started ahead (``Graders``); by default they start now.
+    ``graders``: grading processes started ahead (``Graders``), which the caller closes;
+    by default they start now and are closed before this returns.
     """
     if graders is not None:
         return graders.grade(students, progress)
@@ -103,6 +104,8 @@ class Graders:
         self.closed = False
 
     def grade(self, students, progress=None):
+        """Grade the students; return once they are graded, while the processes may still be
+        writing the feedback: ``close`` waits for that."""
         try:
             ensure_assignment(self.course, self.assignment)
             for student in students:
@@ -116,8 +119,9 @@ class Graders:
                 for share in range(len(self.workers)):
                     self.tasks.put(("feedback", students[share::len(self.workers)]))
             return results
-        finally:
+        except BaseException:
             self.close()
+            raise
 
     def close(self):
         """Let the processes finish (the feedback included) and end."""

@@ -45,6 +45,18 @@ def test_code_starts_from_a_kernels_namespace(pool):
     assert names == ["In", "Out", "exit", "get_ipython", "open", "quit"]
 
 
+def test_ipython_syntax_and_a_students_own_input_transformer(pool):
+    """Cells seen before are transformed ahead in the lane; IPython syntax still works, and a
+    transformer the student adds still applies to them."""
+    cell = "a = ONE\n%time b = 2\nprint(a, b)"
+    first = run(pool, "ONE = 'one'", cell)
+    assert "Wall time" in text(first.cells[1]) and text(first.cells[1]).endswith("one 2\n")
+    second = run(pool, "get_ipython().input_transformers_post.append(\n"
+                       "    lambda lines: [line.replace('ONE', '1') for line in lines])", cell)
+    assert second.cells[1]["status"] == "ok", second.cells[1]["outputs"]
+    assert text(second.cells[1]).endswith("1 2\n")
+
+
 def test_infinite_loop_is_interrupted_and_later_cells_run(pool):
     result = run(pool, "x = 1", "while True:\n    pass", "print(x + 1)")
     assert [c["status"] for c in result.cells] == ["ok", "timeout", "ok"]
