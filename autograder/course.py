@@ -92,13 +92,19 @@ def uses_optimizers(course, assignment):
     return False
 
 
-def start_warm_lanes(course, assignment, force=False):
-    """The warm executor for a run's grading processes, started now when the run will grade
-    everything (a first or forced run with several processes), so that it imports torch
-    while the caller imports nbgrader and reads the submissions. A later run may find
-    nothing changed: it starts nothing yet (None)."""
-    if course.executor != "fork" or jobs(course) == 1 or not (force or not (course.work / "autograded").exists()):
-        return None
+def warm_lanes(course, assignment, count=None):
+    """The warm executor of a run's ``count`` grading processes (default: ``jobs``)."""
     from autograder import execution
-    return execution.WarmLanes(jobs(course), hidden=course.executor_hidden(),
+    return execution.WarmLanes(count or jobs(course), hidden=course.executor_hidden(),
                                optimizers=uses_optimizers(course, assignment))
+
+
+def start_warm_lanes(course, assignment, force=False):
+    """The warm executor, started now when the run will grade everything (a first or forced
+    run with several processes), so that it imports torch while the caller imports nbgrader
+    and reads the submissions. A later run may find nothing changed: it starts nothing yet
+    (None)."""
+    first_run = not (course.work / "autograded").exists()
+    if course.executor != "fork" or jobs(course) == 1 or not (force or first_run):
+        return None
+    return warm_lanes(course, assignment)

@@ -42,7 +42,8 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import nbcheck, pipeline, sandbox
+from autograder import nbcheck, sandbox
+from autograder.course import REPO_ROOT, Course
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def build(assignment, output, hidden_visibility="after_published", *, course_roo
     """Write the Gradescope autograder zip of ``assignment`` to ``output``; return its path."""
     if hidden_visibility not in VISIBILITIES:
         raise ValueError(f"hidden_visibility must be one of {', '.join(VISIBILITIES)}")
-    root = Path(course_root or pipeline.REPO_ROOT).resolve()
+    root = Path(course_root or REPO_ROOT).resolve()
     masters = sorted((root / "source" / assignment).glob("*.ipynb"))
     if len(masters) != 1:
         raise SystemExit(f"error: source/{assignment}/ must hold exactly one notebook (found {len(masters)})")
@@ -137,7 +138,7 @@ def build(assignment, output, hidden_visibility="after_published", *, course_roo
     if not release.exists():
         raise SystemExit(f"error: {release} is missing; generate the student version first (make release)")
     pins = root / "requirements.txt"
-    requirements, constraints = bundle_requirements(pins if pins.exists() else pipeline.REPO_ROOT / "requirements.txt")
+    requirements, constraints = bundle_requirements(pins if pins.exists() else REPO_ROOT / "requirements.txt")
     config = {"assignment": assignment, "notebook": master.name, "hidden_visibility": hidden_visibility,
               "timeout": float(timeout), "memory_mb": int(memory_mb)}
 
@@ -272,8 +273,8 @@ def _grade(root, bundle, config, master_nb):
             staged.mkdir(parents=True)
         settings = {"root": bundle, "work": scratch / "work", "timeout": config.get("timeout", 10.0),
                     "memory_mb": config.get("memory_mb", 2048), "jobs": 1, "hidden": [str(root)]}
-        known = {f.name for f in dataclasses.fields(pipeline.Course)}
-        course = pipeline.Course(**{k: v for k, v in settings.items() if k in known})
+        known = {f.name for f in dataclasses.fields(Course)}
+        course = Course(**{k: v for k, v in settings.items() if k in known})
         rows = grade.run(scratch / "submissions", assignment, scratch / "out", course=course, force=True)
         row = rows[0]
         print(reports.grade_table(rows, grade.question_ids(master_nb)))

@@ -20,8 +20,8 @@ from nbgrader.api import (Assignment, Grade, Gradebook, GradeCell, MissingEntry,
                           SubmittedNotebook)
 from nbgrader.apps import NbGraderAPI
 
-from autograder import execution, nbgrader_speedups  # noqa: F401 (nbgrader_speedups applies itself)
-from autograder.course import REPO_ROOT, Course, jobs, uses_optimizers  # noqa: F401 (the grading core's names)
+from autograder import nbgrader_speedups  # noqa: F401 (it applies itself)
+from autograder.course import Course, jobs, warm_lanes
 from autograder.preprocessors import ExecuteSandboxed
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,7 @@ class Graders:
         self.course, self.assignment, self.feedback = course, assignment, feedback
         self.feedback_pending = 0
         if lanes is None and course.executor == "fork":
-            lanes = execution.WarmLanes(count or jobs(course), hidden=course.executor_hidden(),
-                                        optimizers=uses_optimizers(course, assignment))
+            lanes = warm_lanes(course, assignment, count)
         self.lanes = lanes
         slots = lanes.lanes if lanes else [None] * (count or jobs(course))
         # Forked, the processes start with nbgrader already imported (2.5 s each when

@@ -32,6 +32,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from autograder import pipeline  # noqa: E402
+from autograder.course import Course  # noqa: E402
 _spec = importlib.util.spec_from_file_location("build_submissions", ROOT / "examples" / "build_submissions.py")
 examples = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(examples)
@@ -140,7 +141,7 @@ def timed_run(argv, cwd, log):
 
 def auto_scores(db, assignment):
     """{student: {grade_id: points}} of the autograded questions, read as the grader reads them."""
-    grades = pipeline.gradebook_scores(pipeline.Course(db_url=f"sqlite:///{db}"), assignment)
+    grades = pipeline.gradebook_scores(Course(db_url=f"sqlite:///{db}"), assignment)
     return {student: {gid: grade.score for gid, grade in found.items() if grade.auto}
             for student, found in grades.items()}
 

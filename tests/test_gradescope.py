@@ -25,6 +25,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from autograder import gradescope, nbcheck, pipeline
+from autograder.course import Course
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((Path(__file__).parent / "gradescope_results.schema.json").read_text())
@@ -94,7 +95,7 @@ def demo_course(root):
     nbformat.write(nb, master_dir / "demo.ipynb")
     # The student version, as `make release` generates it.
     (root / ".work").mkdir()
-    config = pipeline.Course(root=root, work=root / ".work").config()
+    config = Course(root=root, work=root / ".work").config()
     config.CourseDirectory.release_directory = str(root / "release")
     from nbgrader.apps import NbGraderAPI
     result = NbGraderAPI(config=config).generate_assignment("demo", force=True, create=True)
@@ -238,7 +239,7 @@ def runs(course, bundle, notebooks, tmp_path_factory):
             bundle, tmp_path_factory.mktemp("gs-nosandbox"), cases["master"]), sys.executable, [fake])
         reference = pipeline.grade_notebooks(
             course.assignment, list(notebooks.values()),
-            course=pipeline.Course(root=course.root, work=tmp_path_factory.mktemp("core-work")))
+            course=Course(root=course.root, work=tmp_path_factory.mktemp("core-work")))
         outcomes = {name: future.result() for name, future in futures.items()}
     return {"outcomes": outcomes, "reference": dict(zip(notebooks, reference))}
 
