@@ -480,12 +480,13 @@ def serve_lanes(shell, lanes):
 
 
 def warm_up(shell, optimizers):
-    """Run the shell's own code paths once, and (with ``optimizers``) torch's lazily imported
-    optimizer machinery, whose first use costs seconds, for every submission to come. The
-    names this defines are removed: a student's code starts from a kernel's namespace."""
+    """Run the shell's own code paths once, torch's convolution (its first call sets up
+    oneDNN, a few ms) and, with ``optimizers``, torch's lazily imported optimizer
+    machinery, whose first use costs seconds, for every submission to come. The names
+    this defines are removed: a student's code starts from a kernel's namespace."""
     before = set(shell.user_ns)
-    run_cell(shell, "import torch\n" + ("torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1).step()"
-                                        if optimizers else "torch.zeros(1)"))
+    run_cell(shell, "import torch\nwarm = torch.nn.functional.conv2d(torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 2, 2))\n"
+             + ("torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1).step()" if optimizers else ""))
     for name in set(shell.user_ns) - before:
         del shell.user_ns[name]
 

@@ -1,0 +1,57 @@
+"""nbgrader_speedups keeps nbgrader's verdicts: its cell-metadata check passes and fails
+exactly what jsonschema does, with jsonschema's own error."""
+import json
+from pathlib import Path
+
+import jsonschema
+import nbgrader.nbgraderformat
+import pytest
+
+from autograder import nbgrader_speedups
+
+SCHEMA = json.loads((Path(nbgrader.nbgraderformat.__file__).parent / "v3.json").read_text())
+VALID = {"schema_version": 3, "grade": True, "locked": False, "solution": False, "grade_id": "q_1",
+         "points": 2}
+CASES = [
+    VALID,
+    {**VALID, "points": 0.5, "checksum": "0" * 32, "cell_type": "code", "task": False},
+    {**VALID, "schema_version": 3.0},  # draft 4: a float is not an integer
+    {**VALID, "schema_version": True},
+    {**VALID, "grade": 1},
+    {**VALID, "points": -1},
+    {**VALID, "points": False},
+    {**VALID, "grade_id": "has space"},
+    {**VALID, "checksum": "short"},
+    {**VALID, "cell_type": "heading"},
+    {**VALID, "extra": 1},
+    {key: value for key, value in VALID.items() if key != "locked"},
+    [],
+    None,
+]
+
+
+def jsonschema_verdict(instance):
+    try:
+        jsonschema.validate(instance, SCHEMA)
+    except jsonschema.ValidationError as error:
+        return error.message, list(error.path)
+    return None
+
+
+def speedups_verdict(instance):
+    try:
+        nbgrader_speedups.validate(instance, SCHEMA)
+    except jsonschema.ValidationError as error:
+        return error.message, list(error.path)
+    return None
+
+
+@pytest.mark.parametrize("instance", CASES, ids=lambda case: json.dumps(case)[:60])
+def test_metadata_check_gives_jsonschemas_verdict_and_error(instance):
+    assert speedups_verdict(instance) == jsonschema_verdict(instance)
+
+
+def test_the_cases_include_valid_and_invalid_metadata():
+    verdicts = [jsonschema_verdict(case) for case in CASES]
+    assert verdicts[:2] == [None, None]
+    assert all(verdict is not None for verdict in verdicts[2:])
