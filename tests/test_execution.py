@@ -57,6 +57,15 @@ def test_ipython_syntax_and_a_students_own_input_transformer(pool):
     assert text(second.cells[1]).endswith("1 2\n")
 
 
+def test_top_level_await_and_a_student_turning_it_off(pool):
+    """Whether a cell awaits at top level is worked out in the lane: such a cell still runs,
+    and is still an error once the student turns autoawait off."""
+    cell = "import asyncio\nawait asyncio.sleep(0)\nprint('awaited')"
+    assert text(run(pool, cell).cells[0]) == "awaited\n"
+    off = run(pool, "%autoawait off", cell)
+    assert off.cells[1]["status"] == "error", off.cells[1]["outputs"]
+
+
 def test_infinite_loop_is_interrupted_and_later_cells_run(pool):
     result = run(pool, "x = 1", "while True:\n    pass", "print(x + 1)")
     assert [c["status"] for c in result.cells] == ["ok", "timeout", "ok"]
