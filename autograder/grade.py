@@ -166,13 +166,13 @@ def _row(course, assignment, master, master_nb, sub, outcome, grades):
         row.questions[gid] = "pending" if grade.needs_manual and not grade.auto else grade.score
     row.score = sum(v for v in row.questions.values() if v != "pending")
     graded = course.autograded_dir(assignment, sub.student_id) / master.name
-    if graded.exists():  # written by nbgrader, which validated it: read without validating again
-        nb = nbformat.reader.reads(graded.read_text())
-        row.seconds = float(nb.metadata.get("autograder", {}).get("seconds", 0.0))
-        row.notes.extend(nb.metadata.get("autograder", {}).get("notes", []))
-        for index, cell in enumerate(nb.cells):
-            meta = cell.metadata.get("autograder", {})
-            gid = cell.metadata.get("nbgrader", {}).get("grade_id", f"cell {index + 1}")
+    if graded.exists():  # written by nbgrader, which validated it: plain JSON will do
+        nb = json.loads(graded.read_text())
+        row.seconds = float(nb["metadata"].get("autograder", {}).get("seconds", 0.0))
+        row.notes.extend(nb["metadata"].get("autograder", {}).get("notes", []))
+        for index, cell in enumerate(nb["cells"]):
+            meta = cell["metadata"].get("autograder", {})
+            gid = cell["metadata"].get("nbgrader", {}).get("grade_id", f"cell {index + 1}")
             problem = PROBLEM_STATUSES.get(meta.get("status"))
             error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
             if problem:

@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from nbgrader.api import (Assignment, Comment, Grade, GradeCell, Notebook, SolutionCell, SourceCell, Student,
                           SubmittedAssignment, SubmittedNotebook, TaskCell)
 from nbgrader.dbutil import ALEMBIC_DIR
+from sqlalchemy.orm import undefer
 
 
 @functools.lru_cache(maxsize=None)
@@ -136,13 +137,14 @@ def _master_cells(kind):
     return load_all
 
 
-def _submitted(row, *cell_kinds):
+def _submitted(row, *cell_kinds, undeferred=()):
     """{cell name: row} for a student's notebook; the first cell kind wins a shared name,
-    as nbgrader's lookups try them in this order."""
+    as nbgrader's lookups try them in this order. ``undeferred``: columns nbgrader defers
+    but reads from every row (a query per row otherwise), loaded in the same query."""
     def load_all(db, notebook, assignment, student):
         found = {}
         for kind in reversed(cell_kinds):
-            found.update(db.query(kind.name, row)
+            found.update(db.query(kind.name, row).options(*map(undefer, undeferred))
                          .join(kind, kind.id == row.cell_id)
                          .join(SubmittedNotebook, SubmittedNotebook.id == row.notebook_id)
                          .join(Notebook, Notebook.id == SubmittedNotebook.notebook_id)
@@ -202,7 +204,7 @@ nbgrader.api.get_alembic_version = alembic_head
 nbgrader.api.inspect = _TableNames
 nbgrader.api.Gradebook.check_course = check_course
 for _name, _load_all in [("find_source_cell", _master_cells(SourceCell)), ("find_graded_cell", _graded_cells),
-                         ("find_grade", _submitted(Grade, GradeCell, TaskCell)),
+                         ("find_grade", _submitted(Grade, GradeCell, TaskCell, undeferred=[Grade.max_score])),
                          ("find_comment", _submitted(Comment, SolutionCell, TaskCell))]:
     setattr(nbgrader.api.Gradebook, _name, _looked_up_together(getattr(nbgrader.api.Gradebook, _name), _load_all))
 nbgrader.nbgraderformat.common.jsonschema = _Jsonschema
