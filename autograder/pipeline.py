@@ -5,6 +5,7 @@ bundle and the tests. It spreads the students over ``jobs`` grading processes; e
 nbgrader's Autograde student after student, with its own lane of the warm sandboxed
 executor, all of them writing to the one nbgrader gradebook; then they share the feedback.
 """
+import gc
 import logging
 import multiprocessing
 import queue
@@ -174,6 +175,10 @@ def _grading_process(course, assignment, tasks, done, lane=None, other_lanes=())
     does, or write the feedback of a ("feedback", [students]) share."""
     for other in other_lanes:  # inherited by a fork: the other processes' channels
         other.close()
+    # What the process holds now (nbgrader and its imports, a fork's inheritance) lives as
+    # long as it does: the collector need not walk it again, nor write to (and so copy) the
+    # memory a fork shares with its parent.
+    gc.freeze()
     # A fork inherits this run's log handlers too: drop them, so that nbgrader's chatter
     # stays out of the run's log, as in a spawned process (its warnings still show).
     logging.getLogger().handlers.clear()
