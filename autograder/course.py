@@ -9,9 +9,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from traitlets.config import Config
-from traitlets.config.loader import PyFileConfigLoader
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,6 +30,10 @@ class Course:
         self.db_url = self.db_url or f"sqlite:///{self.work / 'gradebook.db'}?timeout=60"
 
     def config(self):
+        # Imported here, like the rest of the Jupyter stack: the warm executor starts first.
+        from traitlets.config import Config
+        from traitlets.config.loader import PyFileConfigLoader
+
         config = Config()
         config_file = self.root / "nbgrader_config.py"
         if config_file.exists():

@@ -17,8 +17,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-
 from autograder import sandbox
 from autograder.sandbox import Limits
 from autograder.protocol import read_message, write_message
@@ -206,6 +204,9 @@ class _Worker:
 
 def run_in_kernel(cells, files, limits=Limits(), kernel_name="python3"):
     """Execute the cells in a fresh Jupyter kernel, as stock nbgrader does (no sandbox)."""
+    # Imported here: ``grade`` starts the warm executor by way of this module before it
+    # imports anything heavy, and nbformat takes 0.2 s.
+    import nbformat
     from nbclient import NotebookClient
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
