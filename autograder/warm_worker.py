@@ -56,6 +56,7 @@ nbcheck._torch()  # capture the Tensor methods observations use, before any stud
 
 STREAM_LIMIT = 64 * 1024  # characters kept per stream and cell; the rest is counted
 RICH_LIMIT = 512 * 1024  # bytes of display data and results kept per cell
+LANE_CELL_LIMIT = 64 * 1024  # characters of a cell the lane works on ahead (static_transforms)
 INTERRUPT_GRACE = 2.0  # seconds a cell has to stop after SIGINT before it is killed
 MAX_RESTARTS = 3
 
@@ -189,20 +190,26 @@ def static_transforms(shell, sources):
     cells, and doing this again in each child costs a sixth of its time.
 
     A cell of one line also goes through IPython's prefilter, which looks at the namespace
-    at the time the cell runs: those stay for the child to transform."""
+    at the time the cell runs: those stay for the child to transform. So do cells longer
+    than LANE_CELL_LIMIT: the lane has no time or memory limit to work on a student's
+    pathological cell under."""
     known = {}
     for source in set(sources):
         if source not in _static:
-            try:
-                transformed = shell.input_transformer_manager.transform_cell(source)
-            except Exception:  # let the child meet the error, as a kernel would
-                transformed = None
-            multiline = transformed is not None and len(transformed.splitlines()) != 1
-            _static[source] = ([transformed, _should_be_async(transformed)]
-                               if multiline and not shell.input_transformers_post else None)
+            _static[source] = _ahead(shell, source) if len(source) <= LANE_CELL_LIMIT else None
         if _static[source] is not None:
             known[source] = _static[source]
     return known
+
+
+def _ahead(shell, source):
+    try:
+        transformed = shell.input_transformer_manager.transform_cell(source)
+        if len(transformed.splitlines()) == 1 or shell.input_transformers_post:
+            return None
+        return [transformed, _should_be_async(transformed)]
+    except Exception:  # let the child meet the error, as a kernel would
+        return None
 
 
 def make_shell():

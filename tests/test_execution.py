@@ -66,6 +66,18 @@ def test_top_level_await_and_a_student_turning_it_off(pool):
     assert off.cells[1]["status"] == "error", off.cells[1]["outputs"]
 
 
+def test_a_cell_that_breaks_the_compiler_fails_alone(pool):
+    """Python's compiler gives up on this cell (recursion): the lane, which works on cells
+    ahead, leaves it to the child, where it fails; the other cells still run (they failed
+    with it when the lane raised)."""
+    deep = "x = " + "1 + " * 3000 + "1\nprint(x)"
+    result = run(pool, "y = 1", deep, "print('after', y)")
+    assert [c["status"] for c in result.cells[::2]] == ["ok", "ok"], result.notes
+    assert result.cells[1]["status"] in ("error", "crashed")
+    assert "RecursionError" in str(result.cells[1]["outputs"])
+    assert text(result.cells[2]) == "after 1\n"
+
+
 def test_infinite_loop_is_interrupted_and_later_cells_run(pool):
     result = run(pool, "x = 1", "while True:\n    pass", "print(x + 1)")
     assert [c["status"] for c in result.cells] == ["ok", "timeout", "ok"]
