@@ -370,8 +370,7 @@ def run_job(zygote, sweeper, job, slot, shell):
     try:
         while start < len(cells):
             task = {"cells": cells, "transforms": transforms, "start": start, "limits": job.get("limits", {}),
-                    "slot": slot,
-                    "workdir": workdir,
+                    "slot": slot, "workdir": workdir,
                     "replay": [i for i in range(start) if results[i]["status"] == "ok"]}
             start = _run_child(zygote, task, limits, results)
             if start < len(cells):
