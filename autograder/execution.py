@@ -114,13 +114,15 @@ class WarmPool:
         for worker in list(self._slots.queue):
             worker.ensure_started()
 
-    def submit(self, cells, files, limits=Limits()):
-        return self._executor.submit(self._run, cells, files, limits)
+    def submit(self, cells, files, limits=Limits(), shared=()):
+        """Run ``cells``; ``shared``: the indices of those the instructor wrote, the same
+        for every student, which the worker compiles once ahead."""
+        return self._executor.submit(self._run, cells, files, limits, list(shared))
 
-    def _run(self, cells, files, limits):
+    def _run(self, cells, files, limits, shared):
         worker = self._slots.get()
         try:
-            return worker.run({"cells": cells, "files": files, "limits": limits.__dict__})
+            return worker.run({"cells": cells, "files": files, "limits": limits.__dict__, "shared": shared})
         finally:
             self._slots.put(worker)
 

@@ -81,16 +81,19 @@ class ExecuteSandboxed(NbGraderPreprocessor):
             cls._pool.close()
             cls._pool = None
 
-    def run(self, sources, files, resources):
+    def run(self, sources, files, resources, shared=()):
         limits = Limits(timeout=self.timeout, memory_mb=self.memory_mb)
         if self.executor == "kernel":
             return execution.run_in_kernel(sources, files, limits)
         ExecuteSandboxed.start_pool(course_dirs(resources) + list(self.hidden))
-        return ExecuteSandboxed._pool.submit(sources, files, limits).result()
+        return ExecuteSandboxed._pool.submit(sources, files, limits, shared).result()
 
     def preprocess(self, nb, resources):
-        run = self.run(run_sources(nb), support_files(resources.get("metadata", {}).get("path")), resources)
         code_cells = [c for c in nb.cells if c.cell_type == "code"]
+        # Locked cells (tests included) are the master's own: nbgrader's OverwriteCells
+        # put their source back, and dropped the metadata of cells the master lacks.
+        shared = [i for i, cell in enumerate(code_cells) if utils.is_locked(cell)]
+        run = self.run(run_sources(nb), support_files(resources.get("metadata", {}).get("path")), resources, shared)
         for cell, result in zip(code_cells, run.cells):
             cell.outputs = [_output_node(o) for o in result["outputs"]]
             cell.metadata["autograder"] = {"status": result["status"], "seconds": round(result["seconds"], 4)}

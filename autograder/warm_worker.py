@@ -4,7 +4,8 @@ which forks a fresh, confined child for every submission.
 Started by ``execution.WarmPool`` (inside bubblewrap when available) as
 ``python -m autograder.warm_worker SLOT``, it speaks length-prefixed JSON on
 stdin/stdout: it says ``{"ready": true}`` once warm, then answers each job
-``{"cells": [source, ...], "files": {name: text}, "limits": {...}}`` with
+``{"cells": [source, ...], "files": {name: text}, "limits": {...}, "shared": [index, ...]}``
+(``shared``: the cells the instructor wrote, compiled once ahead) with
 ``{"cells": [{"status", "outputs", "seconds"}, ...], "notes": [...], "seconds"}``.
 Started by ``execution.WarmLanes`` as ``... --lanes SLOT:FD SLOT:FD ...``, it warms up
 once and forks a lane per inherited socket, each speaking the same protocol to one
@@ -23,6 +24,8 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 os.environ["NBCHECK_MODE"] = "record"
 
+import ast  # noqa: E402
+import codeop  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
@@ -39,9 +42,11 @@ import numpy  # noqa: E402,F401
 import torch  # noqa: E402
 import torch.utils.data  # noqa: E402,F401
 from IPython.core.async_helpers import _should_be_async  # noqa: E402
+from IPython.core.compilerop import CachingCompiler  # noqa: E402
 from IPython.core.displayhook import DisplayHook  # noqa: E402
 from IPython.core.displaypub import DisplayPublisher  # noqa: E402
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
+from traitlets import Type  # noqa: E402
 
 from autograder import nbcheck  # noqa: E402
 from autograder.protocol import MessageReader, read_message, write_message  # noqa: E402
@@ -57,6 +62,7 @@ nbcheck._torch()  # capture the Tensor methods observations use, before any stud
 STREAM_LIMIT = 64 * 1024  # characters kept per stream and cell; the rest is counted
 RICH_LIMIT = 512 * 1024  # bytes of display data and results kept per cell
 LANE_CELL_LIMIT = 64 * 1024  # characters of a cell the lane works on ahead (static_transforms)
+LEARN_LIMIT = 96 * 1024  # bytes of an instructor's cell the zygote compiles ahead (one socket record)
 INTERRUPT_GRACE = 2.0  # seconds a cell has to stop after SIGINT before it is killed
 MAX_RESTARTS = 3
 
@@ -143,9 +149,59 @@ class CapturingDisplayHook(DisplayHook):
         pass
 
 
+class AheadCompiler(CachingCompiler):
+    """IPython's compiler, answering from what the zygote compiled ahead: the instructor's
+    cells, which every child runs (compiling them is a tenth of a child's time).
+
+    ``learn`` parses a cell and compiles each of its statements as IPython's run_ast_nodes
+    will, under the compiler flags of that moment; a child's lookups are keyed by the
+    source, file name, mode and flags in force, so a student's ``from __future__`` import
+    or ``%autoawait`` switch finds nothing and compiles as usual. The trees are handed out
+    only while nothing can change them (``usable``: no AST transformer, IPython's default
+    interactivity)."""
+
+    def __init__(self):
+        super().__init__()
+        self.trees = {}  # (source, file name, mode, flags) -> its AST
+        self.codes = {}  # (id of a statement of those trees, file name, mode, flags) -> its code
+        self.usable = lambda: False  # set by the shell
+
+    def learn(self, raw, transformed, number, autoawait):
+        name = self.cache(transformed, number, raw_code=raw)
+        flags = self.flags
+        tree = super().ast_parse(transformed, filename=name)
+        try:
+            last = len(tree.body) - 1
+            for index, node in enumerate(tree.body):
+                mode = "single" if index == last and isinstance(node, ast.Expr) else "exec"
+                module = ast.Interactive([node]) if mode == "single" else ast.Module([node], [])
+                with self.extra_flags(ast.PyCF_ALLOW_TOP_LEVEL_AWAIT if autoawait else 0):
+                    key = (id(node), name, mode, self.flags)
+                    self.codes[key] = super().__call__(module, name, mode)
+        finally:
+            self.flags = flags  # a __future__ import in it holds for its own later statements only
+        self.trees[(transformed, name, "exec", flags)] = tree
+
+    def ast_parse(self, source, filename="<unknown>", symbol="exec"):
+        tree = self.trees.get((source, filename, symbol, self.flags)) if self.usable() else None
+        return tree if tree is not None else super().ast_parse(source, filename, symbol)
+
+    def __call__(self, source, filename, symbol, **kwargs):
+        body = getattr(source, "body", ())
+        code = (self.codes.get((id(body[0]), filename, symbol, self.flags))
+                if len(body) == 1 and not kwargs and self.usable() else None)
+        if code is None:
+            return super().__call__(source, filename, symbol, **kwargs)
+        for feature in codeop._features:  # as codeop.Compile does after compiling
+            if code.co_flags & feature.compiler_flag:
+                self.flags |= feature.compiler_flag
+        return code
+
+
 class GradingShell(InteractiveShell):
     displayhook_class = CapturingDisplayHook
     display_pub_class = CapturingDisplayPublisher
+    compiler_class = Type(AheadCompiler)
 
     def showtraceback(self, *args, **kwargs):
         pass  # errors are reported from run_cell's result, not printed
@@ -217,6 +273,7 @@ def make_shell():
     shell.history_manager.enabled = False
     shell.enable_matplotlib("inline")
     shell.pristine_transformers = shell.transformers()
+    shell.compile.usable = lambda: not shell.ast_transformers and shell.ast_node_interactivity == "last_expr"
     return shell
 
 
@@ -276,6 +333,7 @@ class Zygote:
             finally:
                 os._exit(0)
         theirs.close()
+        self.taught = set()  # sources sent to learn
 
     def spawn(self):
         """A new child: (pid, socket to send it its job and read its results)."""
@@ -296,12 +354,25 @@ class Zygote:
         """Kill a child that is done, without waiting for it to go."""
         self.control.send(b"discard %d" % pid)
 
+    def learn(self, cells, indices, transforms):
+        """Have the zygote compile ahead the instructor's cells among ``cells`` (those at
+        ``indices``, as the grader marks them), for every later child. Only these: what
+        the zygote holds, every child inherits."""
+        for index in indices:
+            source = cells[index]
+            if source in self.taught or source not in transforms:
+                continue
+            self.taught.add(source)
+            record = b"learn " + json.dumps([source, transforms[source][0]]).encode()
+            if len(record) <= LEARN_LIMIT:
+                self.control.send(record)
+
 
 def _zygote_loop(control, shell):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the children
     discarded = set()
     while True:
-        message, fds, _, _ = socket.recv_fds(control, 64, 1)
+        message, fds, _, _ = socket.recv_fds(control, LEARN_LIMIT, 1)
         if not message:
             return
         for pid in list(discarded):
@@ -320,6 +391,11 @@ def _zygote_loop(control, shell):
                 os._exit(0)
             os.close(fds[0])
             control.send(b"%d" % pid)
+        elif message.startswith(b"learn "):
+            try:
+                shell.compile.learn(*json.loads(message[6:]), shell.execution_count, shell.autoawait)
+            except Exception:  # it does not compile: the children will say so, as a kernel would
+                pass
         elif message.startswith(b"wait "):
             try:
                 _, status = os.waitpid(int(message.split()[1]), 0)
@@ -366,6 +442,7 @@ def run_job(zygote, sweeper, job, slot, shell):
             f.write(text)
     started = time.perf_counter()
     transforms = static_transforms(shell, cells)
+    zygote.learn(cells, job.get("shared", ()), transforms)
     start, restarts = 0, 0
     try:
         while start < len(cells):

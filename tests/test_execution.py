@@ -20,8 +20,8 @@ def pool():
     pool.close()
 
 
-def run(pool, *cells, files=None, limits=FAST):
-    return pool.submit(list(cells), files or {}, limits).result(timeout=120)
+def run(pool, *cells, files=None, limits=FAST, shared=()):
+    return pool.submit(list(cells), files or {}, limits, shared).result(timeout=120)
 
 
 def text(cell):
@@ -76,6 +76,35 @@ def test_a_cell_that_breaks_the_compiler_fails_alone(pool):
     assert result.cells[1]["status"] in ("error", "crashed")
     assert "RecursionError" in str(result.cells[1]["outputs"])
     assert text(result.cells[2]) == "after 1\n"
+
+
+def compiled_ahead(source):
+    """A cell that prints whether ``source`` is among the cells its process got compiled ahead."""
+    return f"print(any(key[0].rstrip() == {source.rstrip()!r} for key in get_ipython().compile.trees))"
+
+
+def test_the_instructors_cells_compiled_ahead_run_as_they_would_have(pool):
+    """Cells marked as the instructor's are compiled once, in the zygote: their results,
+    tracebacks and __future__ imports are those of cells compiled in the child."""
+    token = os.urandom(6).hex()
+    cells = [f"from __future__ import annotations\ndef f(x: Missing):\n    return x + 1  # {token}\nf(41)",
+             "def g(x: AlsoMissing):\n    pass\nprint(g.__annotations__)",
+             "def h():\n    raise ValueError('boom')\nh()"]
+    plain, learned = (run(pool, *cells, compiled_ahead(cells[0]), shared=shared) for shared in ([], [0, 2]))
+    assert text(learned.cells[3]) == "True\n" and text(plain.cells[3]) == "False\n"
+    assert learned.cells[:3] == [dict(c, seconds=l["seconds"]) for c, l in zip(plain.cells[:3], learned.cells)]
+    assert learned.cells[0]["outputs"][0]["data"]["text/plain"] == "42"
+    assert text(learned.cells[1]) == "{'x': 'AlsoMissing'}\n"  # the shell keeps the import, as IPython does
+    assert "raise ValueError('boom')" in "".join(learned.cells[2]["outputs"][0]["traceback"])
+    # The zygote learned the import in a cell of its own, not for every student after.
+    later = run(pool, cells[1], shared=[0])
+    assert later.cells[0]["outputs"][-1]["ename"] == "NameError"
+
+
+def test_only_cells_marked_as_the_instructors_reach_the_zygote(pool):
+    student = f"answer = {os.urandom(6).hex()!r}\nprint(len(answer))"
+    assert text(run(pool, student).cells[0]) == "12\n"
+    assert text(run(pool, compiled_ahead(student)).cells[0]) == "False\n"
 
 
 def test_infinite_loop_is_interrupted_and_later_cells_run(pool):
