@@ -12,13 +12,18 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 # Grading: nbgrader's own Autograde pipeline with two steps of ours in place of its
 # kernel-per-notebook Execute: run the code in a warm sandboxed pool, then judge the
 # tests' recorded observations outside the student's process (autograder/preprocessors.py).
+# Two of nbgrader's steps are replaced by versions that only cost less (same preprocessors module).
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from autograder.preprocessors import ExecuteSandboxed, JudgeChecks, SaveAutoGradesAtOnce  # noqa: E402
-from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput  # noqa: E402
+from autograder.preprocessors import (ExecuteSandboxed, JudgeChecks, OverwriteCellsIfMissing,  # noqa: E402
+                                     SaveAutoGradesAtOnce)
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds,  # noqa: E402
+                                    IgnorePattern, LimitOutput, OverwriteKernelspec)
 
+c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCellsIfMissing,
+                                      CheckCellMetadata]
 c.Autograde.autograde_preprocessors = [ExecuteSandboxed, JudgeChecks, IgnorePattern, LimitOutput,
                                        SaveAutoGradesAtOnce, AssignLatePenalties, CheckCellMetadata]
 # nbgrader's own notebook exporter, validating the notebook once rather than after every step.

@@ -107,6 +107,29 @@ def test_only_cells_marked_as_the_instructors_reach_the_zygote(pool):
     assert text(run(pool, compiled_ahead(student)).cells[0]) == "False\n"
 
 
+def test_only_the_masters_unchanged_locked_cells_count_as_the_instructors():
+    """What the grader marks for the zygote to learn: a locked or test cell whose checksum
+    is still the master's (nbgrader's OverwriteCells writes it); not a test cell that
+    differs from the master, nor an answer cell."""
+    import nbformat
+    from nbgrader import utils
+
+    from autograder.preprocessors import instructors_cells
+
+    def cell(source, **flags):
+        new = nbformat.v4.new_code_cell(source)
+        new.metadata.nbgrader = {"grade_id": f"c{len(source)}", "grade": False, "solution": False,
+                                 "locked": False, "schema_version": 3, **flags}
+        new.metadata.nbgrader["checksum"] = utils.compute_checksum(new)
+        return new
+
+    test, locked, answer, forged = (cell("check(f(1))", grade=True, points=1), cell("import torch", locked=True),
+                                    cell("def f(x):\n    return x", solution=True),
+                                    cell("print('mine')", grade=True, points=1))
+    forged.source = "print('my own code')"  # the checksum is the master's, the source is not
+    assert instructors_cells([test, locked, answer, forged]) == [0, 1]
+
+
 def test_infinite_loop_is_interrupted_and_later_cells_run(pool):
     result = run(pool, "x = 1", "while True:\n    pass", "print(x + 1)")
     assert [c["status"] for c in result.cells] == ["ok", "timeout", "ok"]

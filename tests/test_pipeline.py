@@ -34,3 +34,16 @@ def test_two_hundred_submissions_in_one_run_none_hangs_all_scored_right():
     assert len(results) == 200
     for i, result in enumerate(results):
         assert result.scores == alone["full" if i % 2 == 0 else "partial"], i
+
+
+def test_nbgrader_still_adds_back_a_test_cell_deleted_from_the_notebook_it_grades():
+    """Intake restores deleted test cells; without it (a notebook graded as is), nbgrader's
+    OverwriteCells adds them back, also in the version that first checks whether any is
+    missing (OverwriteCellsIfMissing)."""
+    full, = examples("ada_full.ipynb")
+    deleted = nbformat.from_dict(full)
+    deleted.cells = [c for c in full.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_count_params"]
+    with_it, without_it = grade_notebooks(ASSIGNMENT, [full, deleted])
+    assert without_it.scores == with_it.scores and without_it.scores["test_count_params"] == 2.0
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in without_it.notebook.cells]
+    assert "test_count_params" in ids
