@@ -128,12 +128,19 @@ def _looked_up_together(find, load_all):
     return find_together
 
 
+# The lookups' queries are built once, with parameters: building one costs more than
+# running it (a millisecond of SQLAlchemy's Python for six joins).
+_NOTEBOOK, _ASSIGNMENT, _STUDENT = (sqlalchemy.bindparam(name) for name in ("notebook", "assignment", "student"))
+
+
 def _master_cells(kind):
+    query = (sqlalchemy.select(kind.name, kind)
+             .join(Notebook, Notebook.id == kind.notebook_id)
+             .join(Assignment, Assignment.id == Notebook.assignment_id)
+             .where(Notebook.name == _NOTEBOOK, Assignment.name == _ASSIGNMENT))
+
     def load_all(db, notebook, assignment):
-        return dict(db.query(kind.name, kind)
-                    .join(Notebook, Notebook.id == kind.notebook_id)
-                    .join(Assignment, Assignment.id == Notebook.assignment_id)
-                    .filter(Notebook.name == notebook, Assignment.name == assignment))
+        return dict(db.execute(query, {"notebook": notebook, "assignment": assignment}).all())
     return load_all
 
 
@@ -141,17 +148,20 @@ def _submitted(row, *cell_kinds, undeferred=()):
     """{cell name: row} for a student's notebook; the first cell kind wins a shared name,
     as nbgrader's lookups try them in this order. ``undeferred``: columns nbgrader defers
     but reads from every row (a query per row otherwise), loaded in the same query."""
+    queries = [sqlalchemy.select(kind.name, row).options(*map(undefer, undeferred))
+               .join(kind, kind.id == row.cell_id)
+               .join(SubmittedNotebook, SubmittedNotebook.id == row.notebook_id)
+               .join(Notebook, Notebook.id == SubmittedNotebook.notebook_id)
+               .join(SubmittedAssignment, SubmittedAssignment.id == SubmittedNotebook.assignment_id)
+               .join(Assignment, Assignment.id == SubmittedAssignment.assignment_id)
+               .join(Student, Student.id == SubmittedAssignment.student_id)
+               .where(Notebook.name == _NOTEBOOK, Assignment.name == _ASSIGNMENT, Student.id == _STUDENT)
+               for kind in reversed(cell_kinds)]
+
     def load_all(db, notebook, assignment, student):
         found = {}
-        for kind in reversed(cell_kinds):
-            found.update(db.query(kind.name, row).options(*map(undefer, undeferred))
-                         .join(kind, kind.id == row.cell_id)
-                         .join(SubmittedNotebook, SubmittedNotebook.id == row.notebook_id)
-                         .join(Notebook, Notebook.id == SubmittedNotebook.notebook_id)
-                         .join(SubmittedAssignment, SubmittedAssignment.id == SubmittedNotebook.assignment_id)
-                         .join(Assignment, Assignment.id == SubmittedAssignment.assignment_id)
-                         .join(Student, Student.id == SubmittedAssignment.student_id)
-                         .filter(Notebook.name == notebook, Assignment.name == assignment, Student.id == student))
+        for query in queries:
+            found.update(db.execute(query, {"notebook": notebook, "assignment": assignment, "student": student}).all())
         return found
     return load_all
 
