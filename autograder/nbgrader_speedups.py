@@ -14,10 +14,11 @@ import nbgrader.nbgraderformat.common
 import sqlalchemy
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
-from nbgrader.api import (Assignment, Comment, Grade, GradeCell, Notebook, SolutionCell, SourceCell, Student,
-                          SubmittedAssignment, SubmittedNotebook, TaskCell)
+from nbgrader.api import (Assignment, Comment, Grade, GradeCell, MissingEntry, Notebook, SolutionCell, SourceCell,
+                          Student, SubmittedAssignment, SubmittedNotebook, TaskCell)
 from nbgrader.dbutil import ALEMBIC_DIR
 from sqlalchemy.orm import undefer
+from sqlalchemy.orm.exc import NoResultFound
 
 
 @functools.lru_cache(maxsize=None)
@@ -170,6 +171,47 @@ def _graded_cells(db, notebook, assignment):
     return {**_master_cells(TaskCell)(db, notebook, assignment), **_master_cells(GradeCell)(db, notebook, assignment)}
 
 
+def _found_by_statement(find, entity, joins, where, missing):
+    """Gradebook.find_X(*keys) as nbgrader's, from a statement built once: nbgrader builds
+    its query again on every call (half a millisecond of SQLAlchemy's Python for a few
+    joins), about ten calls a student. Same row, same MissingEntry."""
+    query = sqlalchemy.select(entity)
+    for target, on in joins:
+        query = query.join(target, on)
+    query = query.where(*where)
+    signature = inspect.signature(find)
+
+    @functools.wraps(find)
+    def found(self, *args, **kwargs):
+        keys = signature.bind(self, *args, **kwargs).args[1:]
+        try:
+            return self.db.execute(query, {f"key{i}": key for i, key in enumerate(keys)}).scalar_one()
+        except NoResultFound:
+            raise MissingEntry(missing.format(*keys)) from None
+    return found
+
+
+def _key(index):
+    return sqlalchemy.bindparam(f"key{index}")
+
+
+_SUBMITTED_JOINS = [(SubmittedAssignment, SubmittedAssignment.id == SubmittedNotebook.assignment_id),
+                    (Assignment, Assignment.id == SubmittedAssignment.assignment_id),
+                    (Student, Student.id == SubmittedAssignment.student_id)]
+_FOUND_BY_STATEMENT = {  # nbgrader's find_X: (entity, joins, conditions on its arguments, message if none)
+    "find_assignment": (Assignment, [], [Assignment.name == _key(0)], "No such assignment: {}"),
+    "find_student": (Student, [], [Student.id == _key(0)], "No such student: {}"),
+    "find_notebook": (Notebook, [(Assignment, Assignment.id == Notebook.assignment_id)],
+                      [Notebook.name == _key(0), Assignment.name == _key(1)], "No such notebook: {1}/{0}"),
+    "find_submission": (SubmittedAssignment, _SUBMITTED_JOINS[1:], [Assignment.name == _key(0), Student.id == _key(1)],
+                        "No such submission: {} for {}"),
+    "find_submission_notebook": (
+        SubmittedNotebook, [(Notebook, Notebook.id == SubmittedNotebook.notebook_id), *_SUBMITTED_JOINS],
+        [Notebook.name == _key(0), Assignment.name == _key(1), Student.id == _key(2)],
+        "No such submitted notebook: {1}/{0} for {2}"),
+}
+
+
 def alembic_head():
     """The gradebook schema's version, which nbgrader records in a new gradebook by running
     the `alembic` command (4 s); read from the same migration scripts in this process."""
@@ -217,4 +259,7 @@ for _name, _load_all in [("find_source_cell", _master_cells(SourceCell)), ("find
                          ("find_grade", _submitted(Grade, GradeCell, TaskCell, undeferred=[Grade.max_score])),
                          ("find_comment", _submitted(Comment, SolutionCell, TaskCell))]:
     setattr(nbgrader.api.Gradebook, _name, _looked_up_together(getattr(nbgrader.api.Gradebook, _name), _load_all))
+for _name, (_entity, _joins, _where, _missing) in _FOUND_BY_STATEMENT.items():
+    setattr(nbgrader.api.Gradebook, _name,
+            _found_by_statement(getattr(nbgrader.api.Gradebook, _name), _entity, _joins, _where, _missing))
 nbgrader.nbgraderformat.common.jsonschema = _Jsonschema

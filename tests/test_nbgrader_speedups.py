@@ -1,11 +1,13 @@
 """nbgrader_speedups keeps nbgrader's verdicts: its cell-metadata check passes and fails
-exactly what jsonschema does, with jsonschema's own error."""
+exactly what jsonschema does, with jsonschema's own error; its gradebook lookups find the
+rows nbgrader's find the same way, or fail with nbgrader's message."""
 import json
 from pathlib import Path
 
 import jsonschema
 import nbgrader.nbgraderformat
 import pytest
+from nbgrader.api import Gradebook, MissingEntry
 
 from autograder import nbgrader_speedups
 
@@ -48,3 +50,26 @@ def test_the_cases_include_valid_and_invalid_metadata():
     verdicts = [verdict(jsonschema.validate, case) for case in CASES]
     assert verdicts[:2] == [None, None]
     assert all(found is not None for found in verdicts[2:])
+
+
+@pytest.mark.parametrize("name, keys", [("find_assignment", ["a1"]), ("find_student", ["st1"]),
+                                        ("find_notebook", ["nb1", "a1"]), ("find_submission", ["a1", "st1"]),
+                                        ("find_submission_notebook", ["nb1", "a1", "st1"])])
+def test_lookups_built_once_answer_as_nbgraders_own(tmp_path, name, keys):
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
+        gb.add_assignment("a1")
+        gb.add_notebook("nb1", "a1")
+        gb.add_student("st1")
+        gb.add_submission("a1", "st1")
+        ours = getattr(Gradebook, name)
+        nbgraders = ours.__wrapped__
+        assert ours is not nbgraders
+        assert ours(gb, *keys) is nbgraders(gb, *keys) is not None
+        assert ours(gb, **dict(zip(nbgraders.__code__.co_varnames[1:], keys))) is nbgraders(gb, *keys)
+        for wrong in range(len(keys)):
+            asked = [key + "x" if i == wrong else key for i, key in enumerate(keys)]
+            with pytest.raises(MissingEntry) as mine:
+                ours(gb, *asked)
+            with pytest.raises(MissingEntry) as theirs:
+                nbgraders(gb, *asked)
+            assert str(mine.value) == str(theirs.value)
