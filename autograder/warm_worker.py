@@ -170,17 +170,20 @@ class AheadCompiler(CachingCompiler):
         name = self.cache(transformed, number, raw_code=raw)
         flags = self.flags
         tree = super().ast_parse(transformed, filename=name)
+        codes = {}
         try:
             last = len(tree.body) - 1
             for index, node in enumerate(tree.body):
                 mode = "single" if index == last and isinstance(node, ast.Expr) else "exec"
                 module = ast.Interactive([node]) if mode == "single" else ast.Module([node], [])
                 with self.extra_flags(ast.PyCF_ALLOW_TOP_LEVEL_AWAIT if autoawait else 0):
-                    key = (id(node), name, mode, self.flags)
-                    self.codes[key] = super().__call__(module, name, mode)
+                    codes[(id(node), name, mode, self.flags)] = super().__call__(module, name, mode)
         finally:
             self.flags = flags  # a __future__ import in it holds for its own later statements only
+        # Both or neither: the codes are keyed by the ids of the tree's statements, which
+        # stay theirs only while the tree is kept.
         self.trees[(transformed, name, "exec", flags)] = tree
+        self.codes.update(codes)
 
     def ast_parse(self, source, filename="<unknown>", symbol="exec"):
         tree = self.trees.get((source, filename, symbol, self.flags)) if self.usable() else None

@@ -101,6 +101,18 @@ def test_the_instructors_cells_compiled_ahead_run_as_they_would_have(pool):
     assert later.cells[0]["outputs"][-1]["ename"] == "NameError"
 
 
+def test_an_instructors_cell_that_does_not_compile_fails_as_it_would_have(pool):
+    """It parses, but its second statement does not compile: the zygote keeps nothing of it."""
+    token = os.urandom(4).hex()
+    broken = f"x = {token!r}\nreturn x"
+    kept = f"print(any({token!r} in code.co_consts for code in get_ipython().compile.codes.values()))"
+    plain, learned = (run(pool, broken, "print('next')", compiled_ahead(broken), kept, shared=shared)
+                      for shared in ([], [0]))
+    for result in (plain, learned):
+        assert result.cells[0]["outputs"][-1]["ename"] == "SyntaxError"
+        assert [text(c) for c in result.cells[1:]] == ["next\n", "False\n", "False\n"]
+
+
 def test_only_cells_marked_as_the_instructors_reach_the_zygote(pool):
     student = f"answer = {os.urandom(6).hex()!r}\nprint(len(answer))"
     assert text(run(pool, student).cells[0]) == "12\n"
