@@ -5,6 +5,7 @@ preprocessor, and nbformat checks it again on every read: about 20 checks of 1.2
 each graded notebook (sanitizing, autograding, feedback). ``ValidateOnce`` checks once,
 after the last preprocessor, so a notebook the preprocessors leave invalid still fails
 the conversion, with nbconvert's message; and it copies the notebook two times fewer.
+``AutogradeExporter`` also writes it without nbformat's third copy and second check.
 """
 import copy
 import json

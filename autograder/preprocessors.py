@@ -50,7 +50,8 @@ def instructors_cells(cells):
     included) whose checksum is the master's, which nbgrader's OverwriteCells puts in every
     graded cell (and whose source it puts back in locked cells)."""
     return [i for i, cell in enumerate(cells)
-            if utils.is_locked(cell) and cell.metadata.nbgrader.get("checksum") == utils.compute_checksum(cell)]
+            if utils.is_locked(cell) and "grade_id" in cell.metadata.nbgrader  # OverwriteCells drops unknown ids
+            and cell.metadata.nbgrader.get("checksum") == utils.compute_checksum(cell)]
 
 
 def support_files(directory):
