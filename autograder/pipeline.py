@@ -39,10 +39,17 @@ def ensure_assignment(course, assignment):
                 return
         except MissingEntry:
             pass
-    with tempfile.TemporaryDirectory() as release:
-        config = course.config()
-        config.CourseDirectory.release_directory = release
-        result = NbGraderAPI(config=config).generate_assignment(assignment, force=True, create=True)
+    # nbgrader logs each step at INFO, whatever the configured level, and the run's own
+    # log would print it: its API keeps that log, and the error below says what failed.
+    nbgrader_log = logging.getLogger("traitlets")
+    propagate, nbgrader_log.propagate = nbgrader_log.propagate, False
+    try:
+        with tempfile.TemporaryDirectory() as release:
+            config = course.config()
+            config.CourseDirectory.release_directory = release
+            result = NbGraderAPI(config=config).generate_assignment(assignment, force=True, create=True)
+    finally:
+        nbgrader_log.propagate = propagate
     if not result["success"]:
         raise RuntimeError(f"nbgrader could not record assignment {assignment}:\n{result.get('error')}")
 

@@ -1,10 +1,13 @@
 """The grading core end to end: both executors agree, and a large batch grades cleanly."""
 import importlib.util
+import logging
 from pathlib import Path
 
 import nbformat
+from nbgrader.api import Gradebook
 
-from autograder.pipeline import grade_notebooks
+from autograder.course import Course
+from autograder.pipeline import ensure_assignment, grade_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("build_submissions", ROOT / "examples" / "build_submissions.py")
@@ -47,3 +50,12 @@ def test_nbgrader_still_adds_back_a_test_cell_deleted_from_the_notebook_it_grade
     assert without_it.scores == with_it.scores and without_it.scores["test_count_params"] == 2.0
     ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in without_it.notebook.cells]
     assert "test_count_params" in ids
+
+
+def test_recording_the_master_keeps_nbgraders_chatter_out_of_the_run_log(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    course = Course(work=tmp_path)
+    ensure_assignment(course, ASSIGNMENT)
+    with Gradebook(course.db_url) as gb:
+        assert [n.name for n in gb.find_assignment(ASSIGNMENT).notebooks] == [ASSIGNMENT]
+    assert [r.getMessage() for r in caplog.records if r.name == "traitlets"] == []
