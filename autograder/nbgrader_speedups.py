@@ -132,13 +132,28 @@ def _looked_up_together(find, load_all):
 # The lookups' queries are built once, with parameters: building one costs more than
 # running it (a millisecond of SQLAlchemy's Python for six joins).
 _NOTEBOOK, _ASSIGNMENT, _STUDENT = (sqlalchemy.bindparam(name) for name in ("notebook", "assignment", "student"))
+_SUBMITTED_JOINS = [(SubmittedAssignment, SubmittedAssignment.id == SubmittedNotebook.assignment_id),
+                    (Assignment, Assignment.id == SubmittedAssignment.assignment_id),
+                    (Student, Student.id == SubmittedAssignment.student_id)]
+
+
+def _join_all(query, joins):
+    for target, on in joins:
+        query = query.join(target, on)
+    return query
+
+
+def master_cells_statement(kind, *columns):
+    """``select(*columns)`` over the cells of ``kind`` in one master notebook, built once;
+    run it with {"notebook": ..., "assignment": ...}."""
+    return (sqlalchemy.select(*columns)
+            .join(Notebook, Notebook.id == kind.notebook_id)
+            .join(Assignment, Assignment.id == Notebook.assignment_id)
+            .where(Notebook.name == _NOTEBOOK, Assignment.name == _ASSIGNMENT))
 
 
 def _master_cells(kind):
-    query = (sqlalchemy.select(kind.name, kind)
-             .join(Notebook, Notebook.id == kind.notebook_id)
-             .join(Assignment, Assignment.id == Notebook.assignment_id)
-             .where(Notebook.name == _NOTEBOOK, Assignment.name == _ASSIGNMENT))
+    query = master_cells_statement(kind, kind.name, kind)
 
     def load_all(db, notebook, assignment):
         return dict(db.execute(query, {"notebook": notebook, "assignment": assignment}).all())
@@ -149,13 +164,10 @@ def _submitted(row, *cell_kinds, undeferred=()):
     """{cell name: row} for a student's notebook; the first cell kind wins a shared name,
     as nbgrader's lookups try them in this order. ``undeferred``: columns nbgrader defers
     but reads from every row (a query per row otherwise), loaded in the same query."""
-    queries = [sqlalchemy.select(kind.name, row).options(*map(undefer, undeferred))
-               .join(kind, kind.id == row.cell_id)
-               .join(SubmittedNotebook, SubmittedNotebook.id == row.notebook_id)
-               .join(Notebook, Notebook.id == SubmittedNotebook.notebook_id)
-               .join(SubmittedAssignment, SubmittedAssignment.id == SubmittedNotebook.assignment_id)
-               .join(Assignment, Assignment.id == SubmittedAssignment.assignment_id)
-               .join(Student, Student.id == SubmittedAssignment.student_id)
+    joins = [(SubmittedNotebook, SubmittedNotebook.id == row.notebook_id),
+             (Notebook, Notebook.id == SubmittedNotebook.notebook_id), *_SUBMITTED_JOINS]
+    queries = [_join_all(sqlalchemy.select(kind.name, row).options(*map(undefer, undeferred)),
+                         [(kind, kind.id == row.cell_id), *joins])
                .where(Notebook.name == _NOTEBOOK, Assignment.name == _ASSIGNMENT, Student.id == _STUDENT)
                for kind in reversed(cell_kinds)]
 
@@ -175,10 +187,7 @@ def _found_by_statement(find, entity, joins, where, missing):
     """Gradebook.find_X(*keys) as nbgrader's, from a statement built once: nbgrader builds
     its query again on every call (half a millisecond of SQLAlchemy's Python for a few
     joins), about ten calls a student. Same row, same MissingEntry."""
-    query = sqlalchemy.select(entity)
-    for target, on in joins:
-        query = query.join(target, on)
-    query = query.where(*where)
+    query = _join_all(sqlalchemy.select(entity), joins).where(*where)
     signature = inspect.signature(find)
 
     @functools.wraps(find)
@@ -195,9 +204,6 @@ def _key(index):
     return sqlalchemy.bindparam(f"key{index}")
 
 
-_SUBMITTED_JOINS = [(SubmittedAssignment, SubmittedAssignment.id == SubmittedNotebook.assignment_id),
-                    (Assignment, Assignment.id == SubmittedAssignment.assignment_id),
-                    (Student, Student.id == SubmittedAssignment.student_id)]
 _FOUND_BY_STATEMENT = {  # nbgrader's find_X: (entity, joins, conditions on its arguments, message if none)
     "find_assignment": (Assignment, [], [Assignment.name == _key(0)], "No such assignment: {}"),
     "find_student": (Student, [], [Student.id == _key(0)], "No such student: {}"),

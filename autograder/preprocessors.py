@@ -12,14 +12,14 @@ SaveAutoGradesAtOnce).
 import os
 from pathlib import Path
 
-import sqlalchemy
 from nbgrader import utils
-from nbgrader.api import Assignment, Gradebook, GradeCell, Notebook, TaskCell
+from nbgrader.api import Gradebook, GradeCell, TaskCell
 from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells, SaveAutoGrades
 from traitlets import Enum, Float, Integer, List, Unicode
 
 from autograder import execution, scoring
 from autograder.course import database_dirs
+from autograder.nbgrader_speedups import master_cells_statement
 from autograder.sandbox import Limits
 
 SUPPORT_FILE_LIMIT = 1 << 20
@@ -153,19 +153,12 @@ class SaveAutoGradesAtOnce(SaveAutoGrades):
         return nb, resources
 
 
-def _cell_names(kind):
-    return (sqlalchemy.select(kind.name).join(Notebook, Notebook.id == kind.notebook_id)
-            .join(Assignment, Assignment.id == Notebook.assignment_id)
-            .where(Notebook.name == sqlalchemy.bindparam("notebook"),
-                   Assignment.name == sqlalchemy.bindparam("assignment")))
-
-
 class OverwriteCellsIfMissing(OverwriteCells):
     """nbgrader's OverwriteCells, whose search for deleted cells to add back loads every
     cell of the master (6 ms a student); it searches only when one query of the master's
     graded and task cell names finds one missing, as it does on the same test."""
 
-    _queries = {kind: _cell_names(kind) for kind in (GradeCell, TaskCell)}
+    _queries = {kind: master_cells_statement(kind, kind.name) for kind in (GradeCell, TaskCell)}
 
     def _master_names(self, kind):
         found = self.gradebook.db.execute(self._queries[kind], {"notebook": self.notebook_id,
