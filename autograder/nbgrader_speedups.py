@@ -232,7 +232,9 @@ def _metadata_validators(schema_json):
     schema = json.loads(schema_json)
     validator = jsonschema.validators.validator_for(schema)
     validator.check_schema(schema)
-    return fastjsonschema.compile(schema), validator(schema)
+    # use_default=False: fastjsonschema would otherwise write the schema's defaults into
+    # the metadata it checks (e.g. "task": false), which jsonschema never does.
+    return fastjsonschema.compile(schema, use_default=False), validator(schema)
 
 
 def validate(instance, schema):

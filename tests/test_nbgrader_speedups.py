@@ -1,6 +1,7 @@
 """nbgrader_speedups keeps nbgrader's verdicts: its cell-metadata check passes and fails
 exactly what jsonschema does, with jsonschema's own error; its gradebook lookups find the
 rows nbgrader's find the same way, or fail with nbgrader's message."""
+import copy
 import json
 from pathlib import Path
 
@@ -43,7 +44,9 @@ def verdict(check, instance):
 
 @pytest.mark.parametrize("instance", CASES, ids=lambda case: json.dumps(case)[:60])
 def test_metadata_check_gives_jsonschemas_verdict_and_error(instance):
-    assert verdict(nbgrader_speedups.validate, instance) == verdict(jsonschema.validate, instance)
+    checked = copy.deepcopy(instance)
+    assert verdict(nbgrader_speedups.validate, checked) == verdict(jsonschema.validate, instance)
+    assert checked == instance  # checked, not changed: no default written into it
 
 
 def test_the_cases_include_valid_and_invalid_metadata():
