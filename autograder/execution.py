@@ -114,15 +114,17 @@ class WarmPool:
         for worker in list(self._slots.queue):
             worker.ensure_started()
 
-    def submit(self, cells, files, limits=Limits(), shared=()):
+    def submit(self, cells, files, limits=Limits(), shared=(), tests=()):
         """Run ``cells``; ``shared``: the indices of those the instructor wrote, the same
-        for every student, which the worker compiles once ahead."""
-        return self._executor.submit(self._run, cells, files, limits, list(shared))
+        for every student, which the worker compiles once ahead; ``tests``: the indices of
+        the test cells, which the child runs under the grader's watch."""
+        return self._executor.submit(self._run, cells, files, limits, list(shared), list(tests))
 
-    def _run(self, cells, files, limits, shared):
+    def _run(self, cells, files, limits, shared, tests):
         worker = self._slots.get()
         try:
-            return worker.run({"cells": cells, "files": files, "limits": limits.__dict__, "shared": shared})
+            return worker.run({"cells": cells, "files": files, "limits": limits.__dict__, "shared": shared,
+                               "tests": tests})
         finally:
             self._slots.put(worker)
 

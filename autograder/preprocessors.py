@@ -94,17 +94,17 @@ class ExecuteSandboxed(NbGraderPreprocessor):
             cls._pool.close()
             cls._pool = None
 
-    def run(self, sources, files, resources, shared=()):
+    def run(self, sources, files, resources, shared=(), tests=()):
         limits = Limits(timeout=self.timeout, memory_mb=self.memory_mb)
         if self.executor == "kernel":
             return execution.run_in_kernel(sources, files, limits)
         ExecuteSandboxed.start_pool(course_dirs(resources) + list(self.hidden))
-        return ExecuteSandboxed._pool.submit(sources, files, limits, shared).result()
+        return ExecuteSandboxed._pool.submit(sources, files, limits, shared, tests).result()
 
     def preprocess(self, nb, resources):
         code_cells = [c for c in nb.cells if c.cell_type == "code"]
         run = self.run(run_sources(nb), support_files(resources.get("metadata", {}).get("path")), resources,
-                       instructors_cells(code_cells))
+                       instructors_cells(code_cells), [i for i, cell in enumerate(code_cells) if is_test_cell(cell)])
         for cell, result in zip(code_cells, run.cells):
             cell.outputs = [_output_node(o) for o in result["outputs"]]
             cell.metadata["autograder"] = {"status": result["status"], "seconds": round(result["seconds"], 4)}

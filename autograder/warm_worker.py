@@ -4,8 +4,9 @@ which forks a fresh, confined child for every submission.
 Started by ``execution.WarmPool`` (inside bubblewrap when available) as
 ``python -m autograder.warm_worker SLOT``, it speaks length-prefixed JSON on
 stdin/stdout: it says ``{"ready": true}`` once warm, then answers each job
-``{"cells": [source, ...], "files": {name: text}, "limits": {...}, "shared": [index, ...]}``
-(``shared``: the cells the instructor wrote, compiled once ahead) with
+``{"cells": [source, ...], "files": {name: text}, "limits": {...}, "shared": [index, ...],
+"tests": [index, ...]}`` (``shared``: the cells the instructor wrote, compiled once ahead;
+``tests``: the test cells) with
 ``{"cells": [{"status", "outputs", "seconds"}, ...], "notes": [...], "seconds"}``.
 Started by ``execution.WarmLanes`` as ``... --lanes SLOT:FD SLOT:FD ...``, it warms up
 once and forks a lane per inherited socket, each speaking the same protocol to one
@@ -450,6 +451,7 @@ def run_job(zygote, sweeper, job, slot, shell):
     try:
         while start < len(cells):
             task = {"cells": cells, "transforms": transforms, "start": start, "limits": job.get("limits", {}),
+                    "tests": job.get("tests", []),
                     "slot": slot, "workdir": workdir,
                     "replay": [i for i in range(start) if results[i]["status"] == "ok"]}
             start = _run_child(zygote, task, limits, results)
