@@ -46,6 +46,7 @@ class Course:
         config.ExecuteSandboxed.timeout = self.timeout
         config.ExecuteSandboxed.memory_mb = self.memory_mb
         config.ExecuteSandboxed.hidden = [str(self.root), str(self.work), *map(str, self.hidden)]
+        config.ExecuteSandboxed.source_directory = str(self.root / "source")
         config.Application.log_level = "WARN"
         # Grading never uses nbgrader's exchange; point it somewhere writable so the API does not complain.
         config.Exchange.root = tempfile.gettempdir()

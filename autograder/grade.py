@@ -14,6 +14,7 @@ from autograder.course import start_warm_lanes
 
 log = logging.getLogger(__name__)
 STATE_FILE = ".autograder.json"  # in each autograded folder: the submission it graded
+TAMPERING = "tampering suspected"  # the executor found the grading machinery patched or bypassed
 PROBLEM_STATUSES = {"timeout": "timeout", "memory": "memory limit", "crashed": "crashed",
                     "not run": "not run"}
 
@@ -170,8 +171,12 @@ def _row(course, assignment, master, master_nb, sub, outcome, grades):
     graded = course.autograded_dir(assignment, sub.student_id) / master.name
     if graded.exists():  # written by nbgrader, which validated it: plain JSON will do
         nb = json.loads(graded.read_text())
-        row.seconds = float(nb["metadata"].get("autograder", {}).get("seconds", 0.0))
-        row.notes.extend(nb["metadata"].get("autograder", {}).get("notes", []))
+        run = nb["metadata"].get("autograder", {})
+        row.seconds = float(run.get("seconds", 0.0))
+        row.notes.extend(run.get("notes", []))
+        if run.get("tampering"):
+            statuses.append(TAMPERING)
+            row.notes.append(f"{TAMPERING}: " + "; ".join(run["tampering"]))
         for index, cell in enumerate(nb["cells"]):
             meta = cell["metadata"].get("autograder", {})
             gid = cell["metadata"].get("nbgrader", {}).get("grade_id", f"cell {index + 1}")

@@ -9,10 +9,12 @@ Two modes, chosen by the NBCHECK_MODE environment variable at call time:
 * ``judge`` (default, a student running the cell in JupyterLab): the observation is
   compared with the criteria right here and a failure raises ``CheckFailed`` that says
   what was expected, what was found, and a hint.
-* ``record`` (set by the autograder): the observation is only published as a
-  display output of MIME type ``OBSERVATION_MIME``. The grader strips the criteria
-  from the cell before the student's process sees it and judges the recorded data in
-  its own process, so nothing the student's code patches can change a verdict.
+* ``record`` (set by the autograder): the observation is only recorded. The grader
+  strips the criteria from the cell before the student's process sees it and judges the
+  recorded data in its own process. In the grader's executor the check goes to the
+  child's warden (autograder/warden.py), which takes records only from the test cell's
+  own calls; elsewhere (a plain Jupyter kernel) it is published as a display output of
+  MIME type ``OBSERVATION_MIME``.
 
 ``check_notebook(path)`` runs a saved notebook's public tests in a fresh kernel and
 prints a per-question summary; the grader's ``check`` command prints the same.
@@ -69,7 +71,9 @@ def to_plain(value, _depth=0):
     return {"__unsupported__": f"{_type(value).__module__}.{_type(value).__qualname__}"}
 
 
-_TORCH = []
+_TORCH = ()
+# Set by the grader's executor: takes each check of a test cell (see the module docstring).
+_recorder = None
 
 
 def _torch():
@@ -78,12 +82,13 @@ def _torch():
     The grader calls this before any student code runs, so patching
     ``torch.Tensor.tolist`` later cannot change what a tensor observation reports.
     """
+    global _TORCH
     if not _TORCH:
         import sys
         if "torch" not in sys.modules:
             return None
         torch = sys.modules["torch"]
-        _TORCH.extend([torch, torch.Tensor.tolist, torch.Tensor.detach])
+        _TORCH = (torch, torch.Tensor.tolist, torch.Tensor.detach)
     return _TORCH[0]
 
 
@@ -109,8 +114,12 @@ def _short(value, limit=300):
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def judge(value, *, expect=_MISSING, same=None, tol=1e-6):
-    """Return (passed, reason) for plain observation data against the criteria."""
+def judge(value, *, expect=_MISSING, same=None, tol=1e-6, reference=_MISSING):
+    """Return (passed, reason) for plain observation data against the criteria.
+
+    ``reference``: for a ``same`` check, the value of its first key in a trusted run (the
+    master's); then every key must equal that value, the first one included, so that a
+    student's process that made up both sides of the comparison earns nothing."""
     if _type(value) is dict and "__unsupported__" in value:
         return False, f"found an object of type {value['__unsupported__']}, which is not plain data"
     if expect is not _MISSING:
@@ -121,10 +130,11 @@ def judge(value, *, expect=_MISSING, same=None, tol=1e-6):
         if _type(value) is not dict or any(k not in value for k in same):
             return False, f"expected a dict with keys {list(same)}, found {_short(value)}"
         first = same[0]
-        for other in same[1:]:
-            if not _close(value[other], value[first], tol):
+        wanted = value[first] if reference is _MISSING else reference
+        for other in same[1:] if reference is _MISSING else same:
+            if not _close(value[other], wanted, tol):
                 return False, (f"expected {other!r} to equal {first!r}, found "
-                               f"{_short(value[other])} vs {_short(value[first])}")
+                               f"{_short(value[other])} vs {_short(wanted)}")
     return True, "passed"
 
 
@@ -139,8 +149,11 @@ def observe_safely(observe):
 
 def check(name, observe, *, expect=_MISSING, same=None, tol=1e-6, hint=""):
     """Check one fact about the student's work; see the module docstring."""
+    recording = os.environ.get("NBCHECK_MODE") == "record"
+    if recording and _recorder is not None:
+        return _recorder(name, observe)
     value, error = observe_safely(observe)
-    if os.environ.get("NBCHECK_MODE") == "record":
+    if recording:
         from IPython.display import display
         display({OBSERVATION_MIME: {"name": name, "value": value, "error": error},
                  "text/plain": f"observed {name}"}, raw=True)
@@ -262,12 +275,26 @@ def _cell_problem(outputs, status):
     return None
 
 
-def judge_cell(source, outputs, status="ok"):
-    """Verdict of one executed test cell, from its trusted source and recorded outputs."""
+def _reference(spec, references):
+    """The trusted value a ``same`` check compares with, when the grader has one."""
+    same = spec.criteria.get("same")
+    if not same or references is None:
+        return {}
+    value, error = references.get(spec.name, (None, "the master's run did not record it"))
+    if error is None and isinstance(value, dict) and same[0] in value:
+        return {"reference": value[same[0]]}
+    raise TestCellError(f"no trusted reference for check {spec.name!r} ({error or 'not in the master run'})")
+
+
+def judge_cell(source, outputs, status="ok", observations=None, references=None):
+    """Verdict of one executed test cell, from its trusted source and what it recorded:
+    ``observations`` ({check name: (value, error)}) as the grader's executor took them, or
+    else the records among ``outputs``. ``references``: the master's observations of the
+    same cell, the trusted side of its ``same`` checks."""
     specs = parse_checks(source)
     if not specs:
         raise TestCellError("test cell states no check")
-    seen = recorded_observations(outputs)
+    seen = recorded_observations(outputs) if observations is None else observations
     problem = _cell_problem(outputs, status)
     verdict = CellVerdict(passed=True)
     for spec in specs:
@@ -279,7 +306,10 @@ def judge_cell(source, outputs, status="ok"):
             if error is not None:
                 ok, reason = False, f"could not look at your answer: {error}"
             else:
-                ok, reason = judge(value, **spec.criteria)
+                try:
+                    ok, reason = judge(value, **spec.criteria, **_reference(spec, references))
+                except TestCellError as exc:
+                    ok, reason = False, str(exc)
         if ok:
             verdict.lines.append(f"[pass] {label}")
             continue

@@ -9,6 +9,7 @@ nbgrader's own:
 and two of nbgrader's own, changed only in what they cost (OverwriteCellsIfMissing,
 SaveAutoGradesAtOnce).
 """
+import json
 import os
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from nbgrader.api import Gradebook, GradeCell, TaskCell
 from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells, SaveAutoGrades
 from traitlets import Enum, Float, Integer, List, Unicode
 
-from autograder import execution, scoring
+from autograder import execution, scoring, warden
 from autograder.course import database_dirs
 from autograder.nbgrader_speedups import master_cells_statement
 from autograder.sandbox import Limits
@@ -76,9 +77,12 @@ class ExecuteSandboxed(NbGraderPreprocessor):
     memory_mb = Integer(2048, help="Memory (MiB) a submission may allocate").tag(config=True)
     hidden = List(Unicode(), help="More directories the sandbox hides (submissions, outputs); "
                                   "the course directory and gradebook always are").tag(config=True)
+    source_directory = Unicode("", help="The course's source/ folder: the master notebooks, whose own run "
+                                        "gives the trusted side of `same` checks").tag(config=True)
 
     # One warm executor per grading process, kept across notebooks.
     _pool = None
+    _references = {}  # the master's bytes -> its observations, per test cell id
 
     @classmethod
     def start_pool(cls, hidden, lane=None):
@@ -101,15 +105,44 @@ class ExecuteSandboxed(NbGraderPreprocessor):
         ExecuteSandboxed.start_pool(course_dirs(resources) + list(self.hidden))
         return ExecuteSandboxed._pool.submit(sources, files, limits, shared, tests).result()
 
-    def preprocess(self, nb, resources):
+    def execute(self, nb, folder, resources):
+        """Run a notebook; per code cell (the cell, its result), and the run."""
         code_cells = [c for c in nb.cells if c.cell_type == "code"]
-        run = self.run(run_sources(nb), support_files(resources.get("metadata", {}).get("path")), resources,
-                       instructors_cells(code_cells), [i for i, cell in enumerate(code_cells) if is_test_cell(cell)])
+        run = self.run(run_sources(nb), support_files(folder), resources, instructors_cells(code_cells),
+                       [i for i, cell in enumerate(code_cells) if is_test_cell(cell)])
         for cell, result in zip(code_cells, run.cells):
+            if is_test_cell(cell) and "observations" not in result:  # a plain kernel publishes them
+                result["observations"] = scoring.recorded_observations(result["outputs"])
+        return list(zip(code_cells, run.cells)), run
+
+    def references(self, resources):
+        """The master's own observations {test cell id: {check name: [value, error]}}: the
+        trusted side of `same` checks (None when the master cannot be found)."""
+        names = resources.get("nbgrader", {})
+        master = Path(self.source_directory, names.get("assignment", ""), f"{names.get('notebook')}.ipynb")
+        if not self.source_directory or not master.is_file():
+            return None
+        data = master.read_bytes()
+        if data not in self._references:
+            from nbformat import reads
+            cells, _ = self.execute(reads(data.decode(), as_version=4), master.parent, resources)
+            self._references[data] = {cell.metadata.nbgrader["grade_id"]: result.get("observations", {})
+                                      for cell, result in cells if is_test_cell(cell)}
+        return self._references[data]
+
+    def preprocess(self, nb, resources):
+        resources["references"] = self.references(resources)
+        cells, run = self.execute(nb, resources.get("metadata", {}).get("path"), resources)
+        findings = []
+        for cell, result in cells:
             cell.outputs = [_output_node(o) for o in result["outputs"]]
             cell.metadata["autograder"] = {"status": result["status"], "seconds": round(result["seconds"], 4)}
-        nb.metadata["autograder"] = {"notes": run.notes, "seconds": round(run.seconds, 4),
-                                     "executor": self.executor}
+            if is_test_cell(cell):
+                cell.metadata["autograder"]["observations"] = result["observations"]
+            findings += result.get("findings", [])
+        nb.metadata["autograder"] = {"notes": run.notes + _finding_notes(findings), "seconds": round(run.seconds, 4),
+                                     "executor": self.executor,
+                                     "tampering": list(dict.fromkeys(t for k, t in findings if k == warden.TAMPERING))}
         return nb, resources
 
 
@@ -120,9 +153,13 @@ class JudgeChecks(NbGraderPreprocessor):
         for cell in nb.cells:
             if not is_test_cell(cell):
                 continue
-            status = cell.metadata.get("autograder", {}).get("status", "ok")
+            meta = cell.metadata.get("autograder", {})
+            references = resources.get("references")
             try:
-                verdict = scoring.judge_cell(cell.source, cell.outputs, status)
+                verdict = scoring.judge_cell(
+                    cell.source, cell.outputs, meta.get("status", "ok"),
+                    observations={name: tuple(record) for name, record in _plain(meta.get("observations", {})).items()},
+                    references=None if references is None else references.get(cell.metadata.nbgrader["grade_id"], {}))
             except scoring.TestCellError as exc:
                 verdict = scoring.CellVerdict(passed=False, lines=[f"[fail] {exc}"], failed=["test cell"],
                                               public_messages=[str(exc)])
@@ -176,6 +213,18 @@ class OverwriteCellsIfMissing(OverwriteCells):
         if self._master_names(TaskCell) <= present:
             return nb, resources
         return super().add_missing_task_cells(nb, resources)
+
+
+def _plain(data):
+    """Plain dicts and lists again (a notebook's metadata holds dict subclasses, which judging
+    refuses as data)."""
+    return json.loads(json.dumps(data))
+
+
+def _finding_notes(findings):
+    """What the executor had to put back before the tests, said once each."""
+    hooks = dict.fromkeys(text for kind, text in findings if kind == warden.HOOK)
+    return [f"put back before the tests ran: {text}" for text in hooks]
 
 
 def course_dirs(resources):

@@ -8,7 +8,8 @@ cell's outputs are replaced by the verdict: one line per check, public checks wi
 was expected and found, hidden checks with only their name and pass/fail. The reading
 and judging live in nbcheck.py, which also ships to students for their own checks.
 """
-from autograder.nbcheck import CellVerdict, TestCellError, judge_cell, parse_checks, strip_criteria  # noqa: F401 (re-exported)
+from autograder.nbcheck import (CellVerdict, TestCellError, judge_cell, parse_checks,  # noqa: F401 (re-exported)
+                               recorded_observations, strip_criteria)
 
 
 def verdict_outputs(verdict):

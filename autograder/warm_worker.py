@@ -49,7 +49,7 @@ from IPython.core.displaypub import DisplayPublisher  # noqa: E402
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 from traitlets import Type  # noqa: E402
 
-from autograder import nbcheck  # noqa: E402
+from autograder import nbcheck, protocol, warden  # noqa: E402
 from autograder.protocol import MessageReader, read_message, write_message  # noqa: E402
 from autograder.sandbox import Limits, Sweeper, confine_child  # noqa: E402
 
@@ -66,6 +66,7 @@ LANE_CELL_LIMIT = 64 * 1024  # characters of a cell the lane works on ahead (sta
 LEARN_LIMIT = 96 * 1024  # bytes of an instructor's cell the zygote compiles ahead (one socket record)
 INTERRUPT_GRACE = 2.0  # seconds a cell has to stop after SIGINT before it is killed
 MAX_RESTARTS = 3
+WARDEN = None  # the guard of test cells (warden.Warden), made once the process is warm
 
 
 class CappedStream:
@@ -166,6 +167,14 @@ class AheadCompiler(CachingCompiler):
         self.trees = {}  # (source, file name, mode, flags) -> its AST
         self.codes = {}  # (id of a statement of those trees, file name, mode, flags) -> its code
         self.usable = lambda: False  # set by the shell
+        self.guarded = None  # (source of the test cell running, its warden.CellWatch)
+
+    def cache(self, transformed_code, number=0, raw_code=None):
+        name = super().cache(transformed_code, number, raw_code=raw_code)
+        # The warden takes checks only from code compiled under the test cell's own name.
+        if self.guarded is not None and raw_code == self.guarded[0] and self.guarded[1].filename is None:
+            self.guarded[1].filename = name
+        return name
 
     def learn(self, raw, transformed, number, autoawait):
         name = self.cache(transformed, number, raw_code=raw)
@@ -313,6 +322,25 @@ def run_cell(shell, source):
     return {"status": status, "outputs": outputs, "seconds": time.perf_counter() - started}
 
 
+def run_watched(shell, guard, source, checks, modules):
+    """Run a cell; a test cell (``checks``: the names of its checks) under the warden's
+    watch, with the observations it took. Observation records a cell published itself are
+    dropped: only the warden takes them."""
+    findings = [] if checks is None else guard.begin(source, checks, modules)
+    result = run_cell(shell, source)
+    if checks is not None:
+        records, after = guard.end(modules)
+        findings += after
+        result["observations"] = {name: list(record) for name, record in records.items()}
+    outputs = result["outputs"]
+    kept = [o for o in outputs if nbcheck.OBSERVATION_MIME not in o.get("data", ())]
+    if len(kept) < len(outputs):
+        findings.append(warden.Finding(warden.TAMPERING, "a cell published observation records itself"))
+        outputs[:] = kept
+    result["findings"] = [[f.kind, f.text] for f in findings]
+    return result
+
+
 class Zygote:
     """A pristine fork of the warm worker, made before any job arrives, that forks the
     per-submission children.
@@ -410,6 +438,8 @@ def _zygote_loop(control, shell):
 
 def _child(conn, shell):
     """In a submission's process: receive the job, confine, replay, run, report."""
+    # Bound before any student code runs, which may replace the module's names.
+    guard, run, write = WARDEN, run_watched, write_message
     stream = conn.makefile("rwb")
     try:
         job = read_message(stream)
@@ -424,12 +454,14 @@ def _child(conn, shell):
         cells = job["cells"]
         shell.known_transforms = {source: transformed for source, (transformed, _) in job["transforms"].items()}
         shell.known_awaits = dict(job["transforms"].values())
+        tests = {int(index): names for index, names in job["tests"].items()}
+        modules = job["test_modules"]
         for index in job["replay"]:
             run_cell(shell, cells[index])
         for index in range(job["start"], len(cells)):
-            write_message(stream, {"start": index})
-            write_message(stream, {"index": index, **run_cell(shell, cells[index])})
-        write_message(stream, {"done": True})
+            write(stream, {"start": index})
+            write(stream, {"index": index, **run(shell, guard, cells[index], tests.get(index), modules)})
+        write(stream, {"done": True})
     except BaseException as exc:  # reported as the reason the cell's process died
         write_message(stream, {"fatal": f"{type(exc).__name__}: {exc}"})
 
@@ -445,13 +477,15 @@ def run_job(zygote, sweeper, job, slot, shell):
         with open(os.path.join(workdir, name), "w") as f:
             f.write(text)
     started = time.perf_counter()
+    tests = {str(index): _check_names(cells[index]) for index in job.get("tests", ())}
+    modules = sorted(warden.imported_modules(cells[int(index)] for index in tests))
     transforms = static_transforms(shell, cells)
     zygote.learn(cells, job.get("shared", ()), transforms)
     start, restarts = 0, 0
     try:
         while start < len(cells):
             task = {"cells": cells, "transforms": transforms, "start": start, "limits": job.get("limits", {}),
-                    "tests": job.get("tests", []),
+                    "tests": tests, "test_modules": modules,
                     "slot": slot, "workdir": workdir,
                     "replay": [i for i in range(start) if results[i]["status"] == "ok"]}
             start = _run_child(zygote, task, limits, results)
@@ -466,6 +500,13 @@ def run_job(zygote, sweeper, job, slot, shell):
         sweeper.sweep(slot)
         shutil.rmtree(workdir, ignore_errors=True)
     return {"cells": results, "notes": notes, "seconds": time.perf_counter() - started}
+
+
+def _check_names(source):
+    try:
+        return [spec.name for spec in nbcheck.parse_checks(source)]
+    except nbcheck.TestCellError:
+        return []
 
 
 def _run_child(zygote, task, limits, results):
@@ -597,8 +638,12 @@ def main():
     args = sys.argv[1:]
     optimizers = "--no-optimizer-warm-up" not in args
     args = [a for a in args if a != "--no-optimizer-warm-up"]
+    global WARDEN
     shell = make_shell()
     warm_up(shell, optimizers)
+    WARDEN = warden.Warden(shell, machinery=[sys.modules[__name__], protocol, warden, os, json, json.encoder,
+                                             json.JSONEncoder, Capture, CappedStream, CapturingDisplayPublisher,
+                                             CapturingDisplayHook, AheadCompiler, warden.Warden])
     if args[:1] == ["--lanes"]:
         serve_lanes(shell, [tuple(map(int, lane.split(":"))) for lane in args[1:]])
     else:

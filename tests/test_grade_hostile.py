@@ -422,12 +422,14 @@ def test_printing_pass_lines_earns_nothing(graded):
     assert "[fail] weight shape" in page
 
 
-def test_a_fake_check_fools_only_public_checks_and_hidden_ones_fail(graded):
+def test_a_fake_check_fools_no_check_and_is_reported(graded):
     assert_zero(graded, "fake_check", ALL)
     for test, public in PUBLIC_CHECKS.items():
         verdict = graded.verdict("fake_check", test)
-        assert f"[pass] {public}" in verdict  # the fake did reach the grader ...
-        assert f"[fail] hidden test {HIDDEN_CHECKS[test]}" in verdict  # ... and did not help
+        assert f"[fail] {public}" in verdict  # its made-up records were not taken
+    assert "tampering suspected" in graded.rows["fake_check"].status
+    assert "nbcheck.check was replaced" in graded.notes("fake_check")
+    assert "tampering suspected" in graded.csv["fake_check"]["status"]
 
 
 def test_the_criteria_never_reach_the_students_process(graded):
