@@ -43,7 +43,7 @@ def _use_sandbox(use_sandbox):
 
 def _worker_process(args, *, hidden, scratch, use_sandbox, **popen):
     """Start ``python -m autograder.warm_worker ARGS``, confined when ``use_sandbox``."""
-    argv = [sys.executable, "-m", "autograder.warm_worker", *args]
+    argv = [_interpreter(), "-m", "autograder.warm_worker", *args]
     if use_sandbox:
         # The course directory is hidden; the grading package holds no secrets and is
         # mounted back for the worker to import.
@@ -56,6 +56,15 @@ def _worker_process(args, *, hidden, scratch, use_sandbox, **popen):
     # without the tunable ignores it.
     env["GLIBC_TUNABLES"] = ":".join(filter(None, [os.environ.get("GLIBC_TUNABLES"), "glibc.malloc.hugetlb=1"]))
     return subprocess.Popen(argv, env=env, cwd=scratch, **popen)
+
+
+def _interpreter():
+    """This Python, named inside its real installation: a venv reached through a link that
+    lies in a folder the sandbox hides must still start there."""
+    folder, name = os.path.split(sys.executable)
+    if os.path.realpath(folder) == os.path.realpath(os.path.join(sys.prefix, "bin")):
+        return os.path.join(os.path.realpath(sys.prefix), "bin", name)
+    return sys.executable
 
 
 def _scratch(prefix):

@@ -74,10 +74,14 @@ def imported_modules(sources):
 
 class Warden:
     def __init__(self, shell, machinery):
-        """Snapshot of a pristine warm process. ``machinery``: the executor's own modules and
-        classes, whose functions a child must not have replaced under it."""
-        self.shell = shell
+        """``machinery``: the executor's own modules and classes, whose functions a child
+        must not have replaced under it. ``seal`` then takes the snapshot."""
+        self.shell, self.machinery, self.watch = shell, machinery, None
         nbcheck._recorder = self.record
+
+    def seal(self):
+        """Take the snapshot of the pristine warm process, once everything is in place."""
+        shell, machinery = self.shell, self.machinery
         # (label, owner, snapshot): every name of the check helper and the executor's modules;
         # the callables of builtins and classes (their other attributes are data that changes).
         self.guarded = []
@@ -92,7 +96,6 @@ class Warden:
         self.objects = self._objects()
         self.instance = {k: v for k, v in vars(shell).items() if callable(getattr(type(shell), k, None))}
         self.handlers = {s: signal.getsignal(s) for s in _SIGNALS}
-        self.watch = None
 
     # --- the snapshot and its restoration ---
 

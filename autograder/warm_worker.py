@@ -66,6 +66,8 @@ LANE_CELL_LIMIT = 64 * 1024  # characters of a cell the lane works on ahead (sta
 LEARN_LIMIT = 96 * 1024  # bytes of an instructor's cell the zygote compiles ahead (one socket record)
 INTERRUPT_GRACE = 2.0  # seconds a cell has to stop after SIGINT before it is killed
 MAX_RESTARTS = 3
+# This module itself: run as a script it is __main__, a name IPython then gives the user's namespace.
+MODULE = sys.modules[__name__]
 WARDEN = None  # the guard of test cells (warden.Warden), made once the process is warm
 
 
@@ -641,9 +643,10 @@ def main():
     global WARDEN
     shell = make_shell()
     warm_up(shell, optimizers)
-    WARDEN = warden.Warden(shell, machinery=[sys.modules[__name__], protocol, warden, os, json, json.encoder,
+    WARDEN = warden.Warden(shell, machinery=[MODULE, protocol, warden, os, json, json.encoder,
                                              json.JSONEncoder, Capture, CappedStream, CapturingDisplayPublisher,
                                              CapturingDisplayHook, AheadCompiler, warden.Warden])
+    WARDEN.seal()
     if args[:1] == ["--lanes"]:
         serve_lanes(shell, [tuple(map(int, lane.split(":"))) for lane in args[1:]])
     else:
