@@ -202,3 +202,32 @@ def test_dict_observations_pass_as_the_pipeline_records_them():
                nbformat.from_dict(record("tied", {"a": 7, "b": 7}))]
     verdict = judge_cell(source, outputs)
     assert verdict.passed, verdict.lines
+
+
+# --- same checks against the master's run -----------------------------------------------------------
+
+SAME = "check('tied', g, same=['reference', 'answer'], tol=1e-6)"
+
+
+def test_a_made_up_pair_fails_against_the_masters_reference():
+    """Both sides from the student's process: equal to each other, not to the master's run."""
+    forged = {"tied": ({"reference": 0.0, "answer": 0.0}, None)}
+    master = {"tied": ({"reference": 0.25, "answer": 0.25}, None)}
+    assert judge_cell(SAME, [], observations=forged).passed  # what trusting the student would give
+    verdict = judge_cell(SAME, [], observations=forged, references=master)
+    assert not verdict.passed and "found 0.0 vs 0.25" in verdict.public_messages[0]
+
+
+def test_the_students_own_reference_must_match_the_masters():
+    """A process that patched the test's own computation changes its reference side too."""
+    master = {"tied": ({"reference": 0.25, "answer": 0.25}, None)}
+    right = {"tied": ({"reference": 0.25, "answer": 0.25 + 1e-9}, None)}
+    skewed = {"tied": ({"reference": 0.5, "answer": 0.25}, None)}
+    assert judge_cell(SAME, [], observations=right, references=master).passed
+    assert not judge_cell(SAME, [], observations=skewed, references=master).passed
+
+
+def test_a_check_without_a_reference_in_the_masters_run_fails_and_says_why():
+    answer = {"tied": ({"reference": 1, "answer": 1}, None)}
+    verdict = judge_cell(SAME, [], observations=answer, references={})
+    assert not verdict.passed and "no trusted reference" in verdict.public_messages[0]
