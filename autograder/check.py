@@ -7,7 +7,7 @@ from pathlib import Path
 
 from autograder import intake, nbcheck
 from autograder.execution import WarmPool
-from autograder.preprocessors import support_files
+from autograder.preprocessors import is_test_cell, support_files
 from autograder.sandbox import Limits
 
 
@@ -21,17 +21,19 @@ def main(notebook, timeout=30.0):
         print(f"error: {path} cannot be checked: {status}")
         return 2
     code = [c for c in nb.cells if c.cell_type == "code"]
+    tests = [i for i, cell in enumerate(code) if is_test_cell(cell)]
     pool = WarmPool(1, hidden=[])
     try:
-        run = pool.submit([c.source for c in code], support_files(path.parent), Limits(timeout=timeout)).result()
+        run = pool.submit([c.source for c in code], support_files(path.parent), Limits(timeout=timeout),
+                          tests=tests).result()
     finally:
         pool.close()
     for cell, result in zip(code, run.cells):
         cell.outputs = result["outputs"]
-        cell.metadata["autograder"] = {"status": result["status"]}
+        cell.metadata["autograder"] = {"status": result["status"], "observations": result.get("observations", {})}
     print(nbcheck.report(nb, path.name))
     for note in notes + run.notes:
         print(f"note: {note}")
-    verdicts = [nbcheck.judge_cell(c.source, c.outputs, c.metadata["autograder"]["status"]).passed
-                for _, _, c in nbcheck.test_cells(nb)]
+    verdicts = [nbcheck.judge_cell(c.source, c.outputs, c.metadata["autograder"]["status"],
+                                   nbcheck.cell_observations(c)).passed for _, _, c in nbcheck.test_cells(nb)]
     return 0 if all(verdicts) else 1

@@ -334,6 +334,13 @@ def test_cells(nb):
             yield meta.get("grade_id", "?"), meta.get("points", 0), cell
 
 
+def cell_observations(cell):
+    """What the grader's executor took of a test cell's checks, if it ran there (else None:
+    the records are among the outputs)."""
+    taken = cell.get("metadata", {}).get("autograder", {}).get("observations")
+    return None if taken is None else {name: tuple(json.loads(json.dumps(record))) for name, record in taken.items()}
+
+
 def report(nb, title):
     """Per-question lines for an executed notebook whose checks were recorded."""
     lines, passed, total = [f"{title}: public checks"], 0, 0
@@ -341,7 +348,7 @@ def report(nb, title):
         total += 1
         try:
             verdict = judge_cell(cell["source"], cell.get("outputs", []), cell.get("metadata", {})
-                                 .get("autograder", {}).get("status", "ok"))
+                                 .get("autograder", {}).get("status", "ok"), cell_observations(cell))
         except TestCellError as exc:
             lines.append(f"  FAIL  {grade_id} ({points:g} pts): {exc}")
             continue
