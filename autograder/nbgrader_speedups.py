@@ -1,6 +1,9 @@
 """Costs nbgrader pays again for every notebook, paid once per process instead.
 
-Each change keeps nbgrader's behaviour and results; importing this module applies them.
+Each change keeps nbgrader's behaviour and results (tests/test_speedups_differential.py
+grades with and without them). ``apply()`` puts them into nbgrader, and only the grading
+processes call it: loading the course configuration, and so every other nbgrader command,
+leaves nbgrader as installed.
 """
 import functools
 import inspect
@@ -49,9 +52,6 @@ def _forget_engines():
     create_engine.cache_clear()
     _TableNames.known.clear()
     _courses_present.clear()
-
-
-os.register_at_fork(after_in_child=_forget_engines)
 
 
 def _sqlite_wal(connection, _):
@@ -258,16 +258,25 @@ class _Jsonschema:
     validate = staticmethod(validate)
 
 
-nbgrader.api.create_engine = create_engine
-nbgrader.api.Base.metadata.create_all = create_all
-nbgrader.api.get_alembic_version = alembic_head
-nbgrader.api.inspect = _TableNames
-nbgrader.api.Gradebook.check_course = check_course
-for _name, _load_all in [("find_source_cell", _master_cells(SourceCell)), ("find_graded_cell", _graded_cells),
-                         ("find_grade", _submitted(Grade, GradeCell, TaskCell, undeferred=[Grade.max_score])),
-                         ("find_comment", _submitted(Comment, SolutionCell, TaskCell))]:
-    setattr(nbgrader.api.Gradebook, _name, _looked_up_together(getattr(nbgrader.api.Gradebook, _name), _load_all))
-for _name, (_entity, _joins, _where, _missing) in _FOUND_BY_STATEMENT.items():
-    setattr(nbgrader.api.Gradebook, _name,
-            _found_by_statement(getattr(nbgrader.api.Gradebook, _name), _entity, _joins, _where, _missing))
-nbgrader.nbgraderformat.common.jsonschema = _Jsonschema
+_applied = []
+
+
+def apply():
+    """Put the speedups into nbgrader (once per process; a fork inherits them)."""
+    if _applied:
+        return
+    _applied.append(True)
+    os.register_at_fork(after_in_child=_forget_engines)
+    nbgrader.api.create_engine = create_engine
+    nbgrader.api.Base.metadata.create_all = create_all
+    nbgrader.api.get_alembic_version = alembic_head
+    nbgrader.api.inspect = _TableNames
+    nbgrader.api.Gradebook.check_course = check_course
+    for name, load_all in [("find_source_cell", _master_cells(SourceCell)), ("find_graded_cell", _graded_cells),
+                           ("find_grade", _submitted(Grade, GradeCell, TaskCell, undeferred=[Grade.max_score])),
+                           ("find_comment", _submitted(Comment, SolutionCell, TaskCell))]:
+        setattr(nbgrader.api.Gradebook, name, _looked_up_together(getattr(nbgrader.api.Gradebook, name), load_all))
+    for name, (entity, joins, where, missing) in _FOUND_BY_STATEMENT.items():
+        setattr(nbgrader.api.Gradebook, name,
+                _found_by_statement(getattr(nbgrader.api.Gradebook, name), entity, joins, where, missing))
+    nbgrader.nbgraderformat.common.jsonschema = _Jsonschema

@@ -153,18 +153,19 @@ class JudgeChecks(NbGraderPreprocessor):
         for cell in nb.cells:
             if not is_test_cell(cell):
                 continue
-            meta = cell.metadata.get("autograder", {})
+            meta = cell.metadata.setdefault("autograder", {})
             references = resources.get("references")
             try:
                 verdict = scoring.judge_cell(
                     cell.source, cell.outputs, meta.get("status", "ok"),
-                    observations={name: tuple(record) for name, record in _plain(meta.get("observations", {})).items()},
+                    # Judged, then dropped: the notebook keeps the verdict, not the student's values.
+                    observations={name: tuple(record) for name, record in _plain(meta.pop("observations", {})).items()},
                     references=None if references is None else references.get(cell.metadata.nbgrader["grade_id"], {}))
             except scoring.TestCellError as exc:
                 verdict = scoring.CellVerdict(passed=False, lines=[f"[fail] {exc}"], failed=["test cell"],
                                               public_messages=[str(exc)])
             cell.outputs = [_output_node(o) for o in scoring.verdict_outputs(verdict)]
-            cell.metadata.setdefault("autograder", {})["verdict"] = {
+            meta["verdict"] = {
                 "passed": verdict.passed, "failed": verdict.failed, "messages": verdict.public_messages}
         return nb, resources
 

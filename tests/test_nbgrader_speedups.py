@@ -12,6 +12,7 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from autograder import nbgrader_speedups
 
+ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((Path(nbgrader.nbgraderformat.__file__).parent / "v3.json").read_text())
 VALID = {"schema_version": 3, "grade": True, "locked": False, "solution": False, "grade_id": "q_1",
          "points": 2}
@@ -59,6 +60,7 @@ def test_the_cases_include_valid_and_invalid_metadata():
                                         ("find_notebook", ["nb1", "a1"]), ("find_submission", ["a1", "st1"]),
                                         ("find_submission_notebook", ["nb1", "a1", "st1"])])
 def test_lookups_built_once_answer_as_nbgraders_own(tmp_path, name, keys):
+    nbgrader_speedups.apply()
     with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
         gb.add_assignment("a1")
         gb.add_notebook("nb1", "a1")
@@ -76,3 +78,47 @@ def test_lookups_built_once_answer_as_nbgraders_own(tmp_path, name, keys):
             with pytest.raises(MissingEntry) as theirs:
                 nbgraders(gb, *asked)
             assert str(mine.value) == str(theirs.value)
+
+
+# Run in a fresh process: what nbgrader and SQLAlchemy hold before and after the course's
+# configuration is loaded, as every nbgrader command loads it.
+IDENTITIES = """
+import inspect, json, sys
+import nbgrader.api, nbgrader.nbgraderformat.common, sqlalchemy
+def identities():
+    found = {name: id(value) for name, value in vars(nbgrader.api).items()}
+    found.update({f"Gradebook.{name}": id(value) for name, value in vars(nbgrader.api.Gradebook).items()})
+    found["create_all"] = id(vars(nbgrader.api.Base.metadata).get("create_all"))
+    found["jsonschema"] = id(nbgrader.nbgraderformat.common.jsonschema)
+    found.update({f"sqlalchemy.{name}": id(value) for name, value in vars(sqlalchemy).items()})
+    return found
+before = identities()
+from autograder.course import Course
+config = Course(root=sys.argv[1]).config()
+assert config.Autograde.autograde_preprocessors, "the course configuration was not loaded"
+after = identities()
+print(json.dumps(sorted(name for name in before if after.get(name) != before[name])))
+"""
+
+
+def test_loading_the_course_configuration_leaves_nbgrader_as_installed():
+    import subprocess
+    import sys
+    changed = subprocess.run([sys.executable, "-c", IDENTITIES, str(ROOT)], capture_output=True, text=True,
+                             cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert changed.returncode == 0, changed.stderr
+    assert json.loads(changed.stdout) == []
+
+
+def test_the_speedups_do_change_nbgrader_once_applied():
+    """The check above can fail: applying the speedups changes what it compares."""
+    import subprocess
+    import sys
+    script = IDENTITIES.replace("config = Course(root=sys.argv[1]).config()",
+                                "config = Course(root=sys.argv[1]).config()\n"
+                                "from autograder import nbgrader_speedups; nbgrader_speedups.apply()")
+    changed = subprocess.run([sys.executable, "-c", script, str(ROOT)], capture_output=True, text=True,
+                             cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert changed.returncode == 0, changed.stderr
+    assert {"create_engine", "Gradebook.check_course", "Gradebook.find_grade", "jsonschema"} <= set(
+        json.loads(changed.stdout))
