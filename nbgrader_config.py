@@ -30,8 +30,6 @@ c.Autograde.autograde_preprocessors = [ExecuteSandboxed, JudgeChecks, IgnorePatt
 from autograder.exporters import AutogradeExporter  # noqa: E402
 
 c.Autograde.exporter_class = AutogradeExporter
-c.ExecuteSandboxed.timeout = 10
-c.ExecuteSandboxed.memory_mb = 2048
 # Feedback shows test cells without their hidden part (nbgrader's own ClearHiddenTests).
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402

@@ -4,6 +4,8 @@ import logging
 import sys
 from pathlib import Path
 
+from autograder import settings
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
@@ -17,9 +19,10 @@ def main(argv=None):
     grade.add_argument("--work", help="folder for nbgrader's submitted/, autograded/, feedback/ and the "
                                       "gradebook (default: the course directory)")
     grade.add_argument("--db", help="gradebook SQLAlchemy URL (default: sqlite gradebook.db in the course)")
-    grade.add_argument("--timeout", type=float, default=10.0, help="seconds per cell (default 10)")
-    grade.add_argument("--memory", type=int, default=2048, help="MiB a submission may allocate (default 2048)")
-    grade.add_argument("--jobs", type=int, default=0, help="parallel executors (default: one per core)")
+    limits = ("(default: the course's nbgrader_config.py, else {})").format
+    grade.add_argument("--timeout", type=float, help="seconds per cell " + limits(settings.TIMEOUT))
+    grade.add_argument("--memory", type=int, help="MiB a submission may allocate " + limits(settings.MEMORY_MB))
+    grade.add_argument("--jobs", type=int, default=settings.JOBS, help="parallel executors (default: one per core)")
     grade.add_argument("--executor", choices=["fork", "kernel"], default="fork",
                        help="fork: warm sandboxed processes (default); kernel: a Jupyter kernel per notebook")
     grade.add_argument("--force", action="store_true", help="grade again even unchanged submissions")
@@ -27,13 +30,15 @@ def main(argv=None):
 
     check = commands.add_parser("check", help="run a notebook's public tests, as a student")
     check.add_argument("notebook")
-    check.add_argument("--timeout", type=float, default=30.0)
+    check.add_argument("--timeout", type=float, default=settings.TIMEOUT,
+                       help=f"seconds per cell (default {settings.TIMEOUT:g})")
 
     bundle = commands.add_parser("gradescope", help="build a Gradescope autograder bundle")
     bundle.add_argument("--assignment", required=True)
     bundle.add_argument("-o", "--output", default="autograder.zip")
-    bundle.add_argument("--hidden-visibility", default="after_published",
-                        choices=["hidden", "after_due_date", "after_published", "visible"])
+    bundle.add_argument("--hidden-visibility", default=settings.HIDDEN_VISIBILITY, choices=settings.VISIBILITIES)
+    bundle.add_argument("--timeout", type=float, help="seconds per cell " + limits(settings.TIMEOUT))
+    bundle.add_argument("--memory", type=int, help="MiB a submission may allocate " + limits(settings.MEMORY_MB))
 
     args = parser.parse_args(argv)
     # Our progress lines at INFO; nbgrader's own chatter only when it warns.
@@ -59,7 +64,8 @@ def main(argv=None):
         return checking.main(args.notebook, timeout=args.timeout)
     if args.command == "gradescope":
         from autograder import gradescope
-        gradescope.build(args.assignment, args.output, hidden_visibility=args.hidden_visibility)
+        gradescope.build(args.assignment, args.output, hidden_visibility=args.hidden_visibility,
+                         timeout=args.timeout, memory_mb=args.memory)
         return 0
 
 

@@ -5,13 +5,13 @@ The notebook runs in the same executor as grading, and is judged by the same cod
 """
 from pathlib import Path
 
-from autograder import intake, nbcheck
+from autograder import intake, nbcheck, settings
 from autograder.execution import WarmPool
 from autograder.preprocessors import is_test_cell, support_files
 from autograder.sandbox import Limits
 
 
-def main(notebook, timeout=30.0):
+def main(notebook, timeout=settings.TIMEOUT):
     path = Path(notebook)
     if not path.is_file():
         print(f"error: no such notebook: {path}")

@@ -9,6 +9,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograder import settings
+from autograder.sandbox import Limits
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -18,9 +21,9 @@ class Course:
     work: Path = None  # holds submitted/, autograded/, feedback/ (default: root)
     db_url: str = None  # default: sqlite gradebook.db in work
     executor: str = "fork"
-    timeout: float = 10.0
-    memory_mb: int = 2048
-    jobs: int = 0
+    timeout: float = None  # None: the course's nbgrader_config.py, else settings.TIMEOUT
+    memory_mb: int = None  # likewise
+    jobs: int = settings.JOBS
     hidden: list = field(default_factory=list)  # more directories the sandbox must hide
     speedups: bool = True  # False: nbgrader's own code in every step (the differential test's baseline)
 
@@ -44,8 +47,10 @@ class Course:
         for name in ("submitted", "autograded", "feedback"):
             config.CourseDirectory[f"{name}_directory"] = str(self.work / name)
         config.ExecuteSandboxed.executor = self.executor
-        config.ExecuteSandboxed.timeout = self.timeout
-        config.ExecuteSandboxed.memory_mb = self.memory_mb
+        if self.timeout is not None:
+            config.ExecuteSandboxed.timeout = self.timeout
+        if self.memory_mb is not None:
+            config.ExecuteSandboxed.memory_mb = self.memory_mb
         config.ExecuteSandboxed.hidden = [str(self.root), str(self.work), *map(str, self.hidden)]
         config.ExecuteSandboxed.source_directory = str(self.root / "source")
         if not self.speedups:
@@ -54,6 +59,11 @@ class Course:
         # Grading never uses nbgrader's exchange; point it somewhere writable so the API does not complain.
         config.Exchange.root = tempfile.gettempdir()
         return config
+
+    def limits(self):
+        """The limits the grading processes will apply, with every source taken into account."""
+        executor = self.config().ExecuteSandboxed
+        return Limits(**{name: executor[name] for name in ("timeout", "memory_mb") if name in executor})
 
     def api(self):
         from nbgrader.apps import NbGraderAPI

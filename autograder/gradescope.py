@@ -24,7 +24,6 @@ submission that cannot be graded, or a failure of the grader itself, still gives
 results.json with a score of 0 and an output that says why.
 """
 import argparse
-import dataclasses
 import importlib.metadata
 import json
 import logging
@@ -42,12 +41,12 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import nbcheck, sandbox
+from autograder import nbcheck, sandbox, settings
 from autograder.course import REPO_ROOT, Course
+from autograder.sandbox import Limits
 
 log = logging.getLogger(__name__)
 
-VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 CONFIG_NAME = "gradescope.json"
 STUDENT = "student"  # the one student of a Gradescope run
 # Pinned in the course's requirements.txt for development only: left out of the bundle
@@ -124,11 +123,12 @@ exit "$status"
 
 # --- Building the bundle ---
 
-def build(assignment, output, hidden_visibility="after_published", *, course_root=None,
-          timeout=10.0, memory_mb=2048):
+def build(assignment, output, hidden_visibility=settings.HIDDEN_VISIBILITY, *, course_root=None,
+          timeout=None, memory_mb=None):
+    """``timeout``, ``memory_mb``: None leaves them to the course's nbgrader_config.py."""
     """Write the Gradescope autograder zip of ``assignment`` to ``output``; return its path."""
-    if hidden_visibility not in VISIBILITIES:
-        raise ValueError(f"hidden_visibility must be one of {', '.join(VISIBILITIES)}")
+    if hidden_visibility not in settings.VISIBILITIES:
+        raise ValueError(f"hidden_visibility must be one of {', '.join(settings.VISIBILITIES)}")
     root = Path(course_root or REPO_ROOT).resolve()
     masters = sorted((root / "source" / assignment).glob("*.ipynb"))
     if len(masters) != 1:
@@ -140,7 +140,7 @@ def build(assignment, output, hidden_visibility="after_published", *, course_roo
     pins = root / "requirements.txt"
     requirements, constraints = bundle_requirements(pins if pins.exists() else REPO_ROOT / "requirements.txt")
     config = {"assignment": assignment, "notebook": master.name, "hidden_visibility": hidden_visibility,
-              "timeout": float(timeout), "memory_mb": int(memory_mb)}
+              "timeout": timeout, "memory_mb": memory_mb}
 
     entries = {"setup.sh": (SETUP_SH, 0o755), "run_autograder": (RUN_AUTOGRADER, 0o755),
                "requirements.txt": (requirements, 0o644), "constraints.txt": (constraints, 0o644),
@@ -271,10 +271,9 @@ def _grade(root, bundle, config, master_nb):
             shutil.copytree(root / "submission", staged, symlinks=True)
         else:
             staged.mkdir(parents=True)
-        settings = {"root": bundle, "work": scratch / "work", "timeout": config.get("timeout", 10.0),
-                    "memory_mb": config.get("memory_mb", 2048), "jobs": 1, "hidden": [str(root)]}
-        known = {f.name for f in dataclasses.fields(Course)}
-        course = Course(**{k: v for k, v in settings.items() if k in known})
+        course = Course(root=bundle, work=scratch / "work", timeout=config.get("timeout"),
+                        memory_mb=config.get("memory_mb"), jobs=1, hidden=[str(root)])
+        limits = course.limits()
         rows = grade.run(scratch / "submissions", assignment, scratch / "out", course=course, force=True)
         row = rows[0]
         print(reports.grade_table(rows, grade.question_ids(master_nb)))
@@ -284,8 +283,8 @@ def _grade(root, bundle, config, master_nb):
         graded_nb = None
         if graded_path.exists() and not row.status.startswith("grading failed"):
             graded_nb = nbformat.read(graded_path, as_version=4)
-        return results_json(row, master_nb, graded_nb, config.get("hidden_visibility", "after_published"),
-                            notebook=config["notebook"], timeout=settings["timeout"], memory_mb=settings["memory_mb"])
+        return results_json(row, master_nb, graded_nb, config.get("hidden_visibility", settings.HIDDEN_VISIBILITY),
+                            notebook=config["notebook"], limits=limits)
 
 
 def _sandbox_usable():
@@ -349,8 +348,8 @@ EXPLAINED = {  # the grading statuses of grade.StudentRow that a student may not
 }
 
 
-def results_json(row, master_nb, graded_nb, hidden_visibility="after_published", *, notebook="",
-                 timeout=10.0, memory_mb=2048):
+def results_json(row, master_nb, graded_nb, hidden_visibility=settings.HIDDEN_VISIBILITY, *, notebook="",
+                 limits=Limits()):
     """Gradescope's results.json (as a dict) from a ``grade.StudentRow`` and the notebooks."""
     graded = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in graded_nb.cells} if graded_nb else {}
     tests, manual, hidden_questions = [], [], []
@@ -386,7 +385,7 @@ def results_json(row, master_nb, graded_nb, hidden_visibility="after_published",
 
     auto_score = sum(t["score"] for t in tests)
     auto_max = sum(t["max_score"] for t in tests)
-    limits = {"timeout": timeout, "memory_mb": memory_mb}
+    limits = {"timeout": limits.timeout, "memory_mb": limits.memory_mb}
     summary = [f"{row.assignment}: {auto_score:g} / {auto_max:g} points from the autograder."]
     if graded_nb is None:
         summary.append(f"Your submission could not be graded: {row.status}. Submit your notebook"

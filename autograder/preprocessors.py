@@ -18,7 +18,7 @@ from nbgrader.api import Gradebook, GradeCell, TaskCell
 from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells, SaveAutoGrades
 from traitlets import Enum, Float, Integer, List, Unicode
 
-from autograder import execution, scoring, warden
+from autograder import execution, scoring, settings, warden
 from autograder.course import database_dirs
 from autograder.nbgrader_speedups import master_cells_statement
 from autograder.sandbox import Limits
@@ -73,8 +73,8 @@ class ExecuteSandboxed(NbGraderPreprocessor):
     executor = Enum(["fork", "kernel"], default_value="fork",
                     help="fork: a warm, sandboxed process forked per notebook; kernel: a fresh "
                          "Jupyter kernel per notebook, as stock nbgrader (no sandbox)").tag(config=True)
-    timeout = Float(10.0, help="Seconds a cell may run before it is interrupted").tag(config=True)
-    memory_mb = Integer(2048, help="Memory (MiB) a submission may allocate").tag(config=True)
+    timeout = Float(settings.TIMEOUT, help="Seconds a cell may run before it is interrupted").tag(config=True)
+    memory_mb = Integer(settings.MEMORY_MB, help="Memory (MiB) a submission may allocate").tag(config=True)
     hidden = List(Unicode(), help="More directories the sandbox hides (submissions, outputs); "
                                   "the course directory and gradebook always are").tag(config=True)
     source_directory = Unicode("", help="The course's source/ folder: the master notebooks, whose own run "

@@ -23,16 +23,18 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograder import settings
+
 UNPRIVILEGED_UID_BASE = 61000  # one uid per executor slot: 61000, 61001, ...
 MAX_SLOTS = 1000
 
 
 @dataclass(frozen=True)
 class Limits:
-    timeout: float = 10.0  # seconds per cell
-    memory_mb: int = 2048  # address space a submission may add to the warm process
-    file_mb: int = 64  # largest file a submission may write
-    processes: int = 64  # processes a submission's user may own
+    timeout: float = settings.TIMEOUT  # seconds per cell
+    memory_mb: int = settings.MEMORY_MB  # address space a submission may add to the warm process
+    file_mb: int = settings.FILE_MB
+    processes: int = settings.PROCESSES  # counted per user: this submission's processes
 
 
 @functools.lru_cache(maxsize=None)

@@ -291,7 +291,7 @@ def test_bundle_layout_follows_the_specification(course, bundle):
     assert f"release/{course.assignment}/{course.notebook}" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", "gradebook.db"))]
     assert config == {"assignment": course.assignment, "notebook": course.notebook,
-                      "hidden_visibility": "after_published", "timeout": 10.0, "memory_mb": 2048}
+                      "hidden_visibility": "after_published", "timeout": None, "memory_mb": None}
 
 
 def test_setup_sh_installs_only_pinned_requirements(bundle):

@@ -31,6 +31,9 @@ import os
 from dataclasses import dataclass, field
 
 OBSERVATION_MIME = "application/vnd.nbcheck.observation+json"
+# Seconds a cell may run, in grading and in a student's own check; the grader's settings
+# read it here, since this file ships alone to students.
+CELL_TIMEOUT = 10.0
 _MISSING = object()
 
 # Captured at import, before any student code runs in the grader's warm process,
@@ -360,7 +363,7 @@ def report(nb, title):
     return "\n".join(lines)
 
 
-def check_notebook(path, timeout=60):
+def check_notebook(path, timeout=CELL_TIMEOUT):
     """Run a saved notebook in a fresh kernel and print how its public checks fare.
 
     Call it from a cell (save the notebook first): ``from nbcheck import check_notebook;

@@ -1,0 +1,14 @@
+"""Every default of a grading run, in one place.
+
+Which value wins: a flag on the command line, then the course's ``nbgrader_config.py``
+(``c.ExecuteSandboxed.timeout``, ``c.ExecuteSandboxed.memory_mb``), then these.
+"""
+from autograder.nbcheck import CELL_TIMEOUT
+
+TIMEOUT = CELL_TIMEOUT  # seconds a cell may run (held by nbcheck.py, which ships alone to students)
+MEMORY_MB = 2048  # memory a submission may add to the warm process
+FILE_MB = 64  # largest file a submission may write
+PROCESSES = 64  # processes a submission's user may own
+JOBS = 0  # grading processes; 0: one per core
+HIDDEN_VISIBILITY = "after_published"  # Gradescope: when students see the hidden tests' results
+VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
