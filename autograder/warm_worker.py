@@ -159,16 +159,26 @@ class AheadCompiler(CachingCompiler):
     source, file name, mode and flags in force, so a student's ``from __future__`` import
     or ``%autoawait`` switch finds nothing and compiles as usual. The trees are handed out
     only while nothing can change them (``usable``: no AST transformer, IPython's default
-    interactivity)."""
+    interactivity).
+
+    Unlike IPython's, it keeps the code of the cells it learns, and of a test cell while it
+    runs (``unlisted``), out of linecache, where the student's code, and the tracebacks and
+    ``inspect`` lookups it makes, would find the hidden tests' lines."""
 
     def __init__(self):
         super().__init__()
         self.trees = {}  # (source, file name, mode, flags) -> its AST
         self.codes = {}  # (id of a statement of those trees, file name, mode, flags) -> its code
         self.usable = lambda: False  # set by the shell
+        self.unlisted = False  # whether the cell about to run is a test cell
+
+    def cache(self, transformed_code, number=0, raw_code=None):
+        if self.unlisted:
+            return self.get_code_name(raw_code, transformed_code, number)
+        return super().cache(transformed_code, number, raw_code)
 
     def learn(self, raw, transformed, number, autoawait):
-        name = self.cache(transformed, number, raw_code=raw)
+        name = self.get_code_name(raw, transformed, number)
         flags = self.flags
         tree = super().ast_parse(transformed, filename=name)
         codes = {}
@@ -291,16 +301,22 @@ def is_memory_error(exc):
     return isinstance(exc, MemoryError) or "can't allocate memory" in text or "not enough memory" in text
 
 
-def run_cell(shell, source):
+def run_cell(shell, source, test=False):
+    """Run a cell, capturing its outputs; ``test``: an instructor's test cell, whose code is
+    kept out of linecache while it runs and out of IPython's record of the last cell after."""
     outputs = Capture.reset()
     out, err = CappedStream("stdout", outputs), CappedStream("stderr", outputs)
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
+    shell.compile.unlisted = test
     started = time.perf_counter()
     try:
         result = shell.run_cell(source, store_history=False, silent=False)
     finally:
         sys.stdout, sys.stderr = saved
+        shell.compile.unlisted = False
+    if test:
+        shell.last_execution_result = None  # its info holds the cell's source, for the next cell to read
     out.finish()
     err.finish()
     Capture.finish()
@@ -421,14 +437,14 @@ def _child(conn, shell):
         # Its own folder is the only place it may write: temporary files go there too.
         os.environ["TMPDIR"] = tempfile.tempdir = job["workdir"]
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        cells = job["cells"]
+        cells, tests = job["cells"], set(job["tests"])
         shell.known_transforms = {source: transformed for source, (transformed, _) in job["transforms"].items()}
         shell.known_awaits = dict(job["transforms"].values())
         for index in job["replay"]:
-            run_cell(shell, cells[index])
+            run_cell(shell, cells[index], test=index in tests)
         for index in range(job["start"], len(cells)):
             write_message(stream, {"start": index})
-            write_message(stream, {"index": index, **run_cell(shell, cells[index])})
+            write_message(stream, {"index": index, **run_cell(shell, cells[index], test=index in tests)})
         write_message(stream, {"done": True})
     except BaseException as exc:  # reported as the reason the cell's process died
         write_message(stream, {"fatal": f"{type(exc).__name__}: {exc}"})
