@@ -292,8 +292,9 @@ def make_shell():
 
 
 def error_output(exc):
-    return {"output_type": "error", "ename": type(exc).__name__, "evalue": str(exc)[:2000],
-            "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__)[-20:]}
+    return {"output_type": "error", "ename": type(exc).__name__, "evalue": str(exc)[:nbcheck.ERROR_TEXT_LIMIT],
+            "traceback": [entry[:nbcheck.ERROR_TEXT_LIMIT]
+                          for entry in traceback.format_exception(type(exc), exc, exc.__traceback__)[-20:]]}
 
 
 def is_memory_error(exc):

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from autograder import sandbox
+from autograder import nbcheck, sandbox
 from autograder.execution import WarmLanes, WarmPool
 from autograder.sandbox import Limits
 
@@ -173,6 +173,14 @@ def test_a_test_cells_code_is_not_where_the_students_code_looks(pool, shared):
     as_test = run(pool, *cells, shared=shared, tests=[1])
     assert text(as_answer.cells[2]) == f"{sorted(tokens)}\n"  # the probe finds an ordinary cell's code
     assert text(as_test.cells[2]) == "[]\n", as_test.cells
+
+
+def test_an_errors_text_is_bounded(pool):
+    """A huge exception message is shown cut, in the error and in each traceback entry."""
+    result = run(pool, "raise ValueError('x' * 100_000)")
+    error = result.cells[0]["outputs"][-1]
+    assert error["evalue"] == "x" * nbcheck.ERROR_TEXT_LIMIT
+    assert error["traceback"] and max(map(len, error["traceback"])) <= nbcheck.ERROR_TEXT_LIMIT
 
 
 def test_infinite_loop_is_interrupted_and_later_cells_run(pool):

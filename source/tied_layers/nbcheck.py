@@ -29,6 +29,7 @@ import os
 from dataclasses import dataclass, field
 
 OBSERVATION_MIME = "application/vnd.nbcheck.observation+json"
+ERROR_TEXT_LIMIT = 500  # characters of an error's message (and of each traceback entry) a student is shown
 _MISSING = object()
 
 # Captured at import, before any student code runs in the grader's warm process,
@@ -258,7 +259,7 @@ def _cell_problem(outputs, status):
                 "crashed": "the process running the cell died", "not run": "the cell was not run"}.get(status, status)
     errors = [o for o in outputs if o.get("output_type") == "error"]
     if errors:
-        return f"{errors[-1].get('ename')}: {str(errors[-1].get('evalue'))[:200]}"
+        return f"{errors[-1].get('ename')}: {str(errors[-1].get('evalue'))[:ERROR_TEXT_LIMIT]}"
     return None
 
 
