@@ -11,20 +11,21 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 
 # Grading: nbgrader's own Autograde pipeline with two steps of ours in place of its
 # kernel-per-notebook Execute: run the code in a warm sandboxed pool, then judge the
-# tests' recorded observations outside the student's process (autograder/preprocessors.py).
+# tests' recorded observations outside the student's process (autograder/preprocessors.py);
+# then a third removes any line of the hidden tests from all that is stored.
 # Two of nbgrader's steps are replaced by versions that only cost less (same preprocessors module).
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from autograder.preprocessors import (ExecuteSandboxed, JudgeChecks, OverwriteCellsIfMissing,  # noqa: E402
-                                     SaveAutoGradesAtOnce)
+from autograder.preprocessors import (ExecuteSandboxed, HideTestCode, JudgeChecks,  # noqa: E402
+                                     OverwriteCellsIfMissing, SaveAutoGradesAtOnce)
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds,  # noqa: E402
                                     IgnorePattern, LimitOutput, OverwriteKernelspec)
 
 c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCellsIfMissing,
                                       CheckCellMetadata]
-c.Autograde.autograde_preprocessors = [ExecuteSandboxed, JudgeChecks, IgnorePattern, LimitOutput,
+c.Autograde.autograde_preprocessors = [ExecuteSandboxed, JudgeChecks, HideTestCode, IgnorePattern, LimitOutput,
                                        SaveAutoGradesAtOnce, AssignLatePenalties, CheckCellMetadata]
 # nbgrader's own notebook exporter, validating the notebook once rather than after every step.
 from autograder.exporters import AutogradeExporter  # noqa: E402

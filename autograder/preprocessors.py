@@ -4,21 +4,23 @@
 nbgrader's ``Execute``; the gradebook, late penalties, output limits and feedback stay
 nbgrader's own:
 
-    ExecuteSandboxed -> JudgeChecks -> (nbgrader) LimitOutput, SaveAutoGradesAtOnce, ...
+    ExecuteSandboxed -> JudgeChecks -> HideTestCode -> (nbgrader) LimitOutput, SaveAutoGradesAtOnce, ...
 
 and two of nbgrader's own, changed only in what they cost (OverwriteCellsIfMissing,
 SaveAutoGradesAtOnce).
 """
+import functools
 import json
 import os
 from pathlib import Path
 
+from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook, GradeCell, TaskCell
-from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells, SaveAutoGrades
+from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor, OverwriteCells, SaveAutoGrades
 from traitlets import Enum, Float, Integer, List, Unicode
 
-from autograder import execution, scoring, settings, warden
+from autograder import execution, redaction, scoring, settings, warden
 from autograder.course import database_dirs
 from autograder.nbgrader_speedups import master_cells_statement
 from autograder.sandbox import Limits
@@ -168,6 +170,42 @@ class JudgeChecks(NbGraderPreprocessor):
             meta["verdict"] = {
                 "passed": verdict.passed, "failed": verdict.failed, "messages": verdict.public_messages}
         return nb, resources
+
+
+class HideTestCode(NbGraderPreprocessor):
+    """The last filter (autograder/redaction.py), after the verdicts are written: every line of
+    the hidden tests is replaced in the cells' outputs, the verdicts and the notes, whatever
+    the student's process printed, raised or displayed."""
+
+    def preprocess(self, nb, resources):
+        clear = ClearHiddenTests(parent=self)
+        tests = tuple(cell.source for cell in nb.cells if is_test_cell(cell))
+        public = tuple(cell.source for cell in nb.cells if utils.is_locked(cell) and not is_test_cell(cell))
+        redactor = _redactor(tests, public, clear.begin_test_delimeter, clear.end_test_delimeter)
+        nodes = [nb, *nb.cells]
+        stored = [[node.metadata.get("autograder", {}), node.get("outputs", [])] for node in nodes]
+        redacted = redactor.redact(stored)  # one search through all of it
+        if redacted is not stored:
+            for node, (metadata, outputs) in zip(nodes, redacted):
+                if "autograder" in node.metadata:
+                    node.metadata["autograder"] = _output_node(metadata)
+                if "outputs" in node:
+                    node.outputs = [_output_node(o) for o in outputs]
+        return nb, resources
+
+
+@functools.lru_cache(maxsize=8)  # the same master's cells come back for every student
+def _redactor(tests, public, begin_delimiter, end_delimiter):
+    """The filter of the hidden lines of ``tests`` (the test cells' trusted sources, restored
+    by nbgrader), less the lines the student's copy shows: these tests without their hidden
+    part, as nbgrader releases them, and the other locked cells (``public``)."""
+    clear = ClearHiddenTests(begin_test_delimeter=begin_delimiter, end_test_delimeter=end_delimiter)
+    copies = []
+    for source in tests:
+        cell = NotebookNode(source=source)
+        clear._remove_hidden_test_region(cell)
+        copies.append((source, cell.source))
+    return redaction.Redactor(redaction.hidden_lines(copies, public))
 
 
 class SaveAutoGradesAtOnce(SaveAutoGrades):

@@ -162,7 +162,11 @@ class AheadCompiler(CachingCompiler):
     source, file name, mode and flags in force, so a student's ``from __future__`` import
     or ``%autoawait`` switch finds nothing and compiles as usual. The trees are handed out
     only while nothing can change them (``usable``: no AST transformer, IPython's default
-    interactivity)."""
+    interactivity).
+
+    Unlike IPython's, it keeps the code of the cells it learns, and of a test cell while it
+    runs (``unlisted``), out of linecache, where the student's code, and the tracebacks and
+    ``inspect`` lookups it makes, would find the hidden tests' lines."""
 
     def __init__(self):
         super().__init__()
@@ -170,16 +174,19 @@ class AheadCompiler(CachingCompiler):
         self.codes = {}  # (id of a statement of those trees, file name, mode, flags) -> its code
         self.usable = lambda: False  # set by the shell
         self.guarded = None  # (source of the test cell running, its warden.CellWatch)
+        self.unlisted = False  # whether the cell about to run is a test cell
 
     def cache(self, transformed_code, number=0, raw_code=None):
-        name = super().cache(transformed_code, number, raw_code=raw_code)
+        # A test cell's code stays out of linecache, where student code could read it.
+        name = (self.get_code_name(raw_code, transformed_code, number) if self.unlisted
+                else super().cache(transformed_code, number, raw_code))
         # The warden takes checks only from code compiled under the test cell's own name.
         if self.guarded is not None and raw_code == self.guarded[0] and self.guarded[1].filename is None:
             self.guarded[1].filename = name
         return name
 
     def learn(self, raw, transformed, number, autoawait):
-        name = self.cache(transformed, number, raw_code=raw)
+        name = self.get_code_name(raw, transformed, number)
         flags = self.flags
         tree = super().ast_parse(transformed, filename=name)
         codes = {}
@@ -293,8 +300,9 @@ def make_shell():
 
 
 def error_output(exc):
-    return {"output_type": "error", "ename": type(exc).__name__, "evalue": str(exc)[:2000],
-            "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__)[-20:]}
+    return {"output_type": "error", "ename": type(exc).__name__, "evalue": str(exc)[:nbcheck.ERROR_TEXT_LIMIT],
+            "traceback": [entry[:nbcheck.ERROR_TEXT_LIMIT]
+                          for entry in traceback.format_exception(type(exc), exc, exc.__traceback__)[-20:]]}
 
 
 def is_memory_error(exc):
@@ -302,16 +310,22 @@ def is_memory_error(exc):
     return isinstance(exc, MemoryError) or "can't allocate memory" in text or "not enough memory" in text
 
 
-def run_cell(shell, source):
+def run_cell(shell, source, test=False):
+    """Run a cell, capturing its outputs; ``test``: an instructor's test cell, whose code is
+    kept out of linecache while it runs and out of IPython's record of the last cell after."""
     outputs = Capture.reset()
     out, err = CappedStream("stdout", outputs), CappedStream("stderr", outputs)
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
+    shell.compile.unlisted = test
     started = time.perf_counter()
     try:
         result = shell.run_cell(source, store_history=False, silent=False)
     finally:
         sys.stdout, sys.stderr = saved
+        shell.compile.unlisted = False
+    if test:
+        shell.last_execution_result = None  # its info holds the cell's source, for the next cell to read
     out.finish()
     err.finish()
     Capture.finish()
@@ -329,7 +343,7 @@ def run_watched(shell, guard, source, checks, modules):
     watch, with the observations it took. Observation records a cell published itself are
     dropped: only the warden takes them."""
     findings = [] if checks is None else guard.begin(source, checks, modules)
-    result = run_cell(shell, source)
+    result = run_cell(shell, source, test=checks is not None)
     if checks is not None:
         records, after = guard.end(modules)
         findings += after
@@ -459,7 +473,7 @@ def _child(conn, shell):
         tests = {int(index): names for index, names in job["tests"].items()}
         modules = job["test_modules"]
         for index in job["replay"]:
-            run_cell(shell, cells[index])
+            run_cell(shell, cells[index], test=index in tests)
         for index in range(job["start"], len(cells)):
             write(stream, {"start": index})
             write(stream, {"index": index, **run(shell, guard, cells[index], tests.get(index), modules)})

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from autograder import sandbox
+from autograder import nbcheck, sandbox
 from autograder.execution import WarmLanes, WarmPool
 from autograder.sandbox import Limits
 
@@ -20,8 +20,8 @@ def pool():
     pool.close()
 
 
-def run(pool, *cells, files=None, limits=FAST, shared=()):
-    return pool.submit(list(cells), files or {}, limits, shared).result(timeout=120)
+def run(pool, *cells, files=None, limits=FAST, shared=(), tests=()):
+    return pool.submit(list(cells), files or {}, limits, shared, tests).result(timeout=120)
 
 
 def text(cell):
@@ -142,6 +142,45 @@ def test_only_the_masters_unchanged_locked_cells_count_as_the_instructors():
     unknown = cell("print('no such cell')", locked=True)
     del unknown.metadata.nbgrader["grade_id"]  # as OverwriteCells leaves a cell the master lacks
     assert instructors_cells([test, locked, answer, forged, unknown]) == [0, 1]
+
+
+# Looks for a test cell's code where a cell's code is commonly found: the callers' lines
+# (inspect), linecache, and IPython's record of the last cell run.
+SEEK = """
+import inspect, linecache
+def cells_code():
+    return [''.join(entry[2]) for name, entry in list(linecache.cache.items()) if name.startswith('<')]
+FOUND = []
+def answer():
+    FOUND.extend(''.join(caller.code_context or []) for caller in inspect.stack())
+    FOUND.extend(cells_code())
+    return 42
+"""
+SEEK_AFTER = ("last = get_ipython().last_execution_result\n"
+              "FOUND.extend(cells_code() + [last.info.raw_cell if last is not None else ''])\n"
+              "print(sorted({token for token in TOKENS if any(token in text for text in FOUND)}))")
+
+
+@pytest.mark.parametrize("shared", [[], [1]], ids=["compiled in the child", "compiled ahead"])
+def test_a_test_cells_code_is_not_where_the_students_code_looks(pool, shared):
+    """While a test cell runs, the student's function it calls finds its code neither among
+    its callers' lines nor in linecache; after, the next cell finds it nowhere either."""
+    tokens = [f"hidden_{os.urandom(4).hex()}" for _ in range(2)]
+    test = f"{tokens[0]} = 1\nanswer()  # {tokens[1]}"
+    halves = [(token[:8], token[8:]) for token in tokens]  # the probe's own code must not hold them
+    cells = [SEEK + f"TOKENS = [head + tail for head, tail in {halves!r}]", test, SEEK_AFTER]
+    as_answer = run(pool, *cells, shared=shared)
+    as_test = run(pool, *cells, shared=shared, tests=[1])
+    assert text(as_answer.cells[2]) == f"{sorted(tokens)}\n"  # the probe finds an ordinary cell's code
+    assert text(as_test.cells[2]) == "[]\n", as_test.cells
+
+
+def test_an_errors_text_is_bounded(pool):
+    """A huge exception message is shown cut, in the error and in each traceback entry."""
+    result = run(pool, "raise ValueError('x' * 100_000)")
+    error = result.cells[0]["outputs"][-1]
+    assert error["evalue"] == "x" * nbcheck.ERROR_TEXT_LIMIT
+    assert error["traceback"] and max(map(len, error["traceback"])) <= nbcheck.ERROR_TEXT_LIMIT
 
 
 def test_infinite_loop_is_interrupted_and_later_cells_run(pool):

@@ -34,6 +34,7 @@ OBSERVATION_MIME = "application/vnd.nbcheck.observation+json"
 # Seconds a cell may run, in grading and in a student's own check; the grader's settings
 # read it here, since this file ships alone to students.
 CELL_TIMEOUT = 10.0
+ERROR_TEXT_LIMIT = 500  # characters of an error's message (and of each traceback entry) a student is shown
 _MISSING = object()
 
 # Captured at import, before any student code runs in the grader's warm process,
@@ -147,7 +148,7 @@ def observe_safely(observe):
         raw = observe() if _callable(observe) else observe
         return to_plain(raw), None
     except (Exception, SystemExit) as exc:  # KeyboardInterrupt (a timeout) ends the cell
-        return None, f"{_type(exc).__name__}: {exc}"
+        return None, f"{_type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT]
 
 
 def check(name, observe, *, expect=_MISSING, same=None, tol=1e-6, hint=""):
@@ -274,7 +275,7 @@ def _cell_problem(outputs, status):
                 "crashed": "the process running the cell died", "not run": "the cell was not run"}.get(status, status)
     errors = [o for o in outputs if o.get("output_type") == "error"]
     if errors:
-        return f"{errors[-1].get('ename')}: {str(errors[-1].get('evalue'))[:200]}"
+        return f"{errors[-1].get('ename')}: {str(errors[-1].get('evalue'))[:ERROR_TEXT_LIMIT]}"
     return None
 
 
