@@ -3,6 +3,7 @@
 A plain `pytest` re-executes every lesson in notebooks/ with nbval in strict mode
 (outputs compared), so what a student reads is exactly what the code prints.
 """
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def pytest_configure(config):
     if getattr(config.option, "nbval_sanitize_with", "unset") is None:
         patterns = "".join(f"[{i}]\nregex: {rx}\nreplace: {rep}\n\n"
                            for i, (rx, rep) in enumerate(NBVAL_SANITIZE.items()))
-        path = Path(tempfile.mkdtemp(prefix="nbval-")) / "sanitize.cfg"
-        path.write_text(patterns)
-        config.option.nbval_sanitize_with = str(path)
+        folder = tempfile.mkdtemp(prefix="nbval-")
+        (Path(folder) / "sanitize.cfg").write_text(patterns)
+        config.option.nbval_sanitize_with = str(Path(folder) / "sanitize.cfg")
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))

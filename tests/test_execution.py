@@ -1,5 +1,6 @@
 """The warm executor: limits, recovery, sandbox and isolation between submissions."""
 import os
+import socket
 
 import pytest
 
@@ -228,11 +229,20 @@ def test_course_files_are_hidden_and_the_network_is_closed(pool):
     probe = ("import os\n"
              f"print(sorted(os.listdir({ROOT!r})))\n"
              f"print(os.path.exists({os.path.join(ROOT, 'source')!r}))")
-    net = "import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=1)"
-    result = run(pool, probe, net)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()  # open to this process
+        listener.accept()[0].close()
+        listener.settimeout(0.5)
+        net = ("import socket\n"
+               f"client = socket.socket()\nclient.settimeout(1)\nclient.connect(('127.0.0.1', {port}))\n"
+               "print('CONNECTED')")
+        result = run(pool, probe, net)
+        with pytest.raises(TimeoutError):
+            listener.accept()  # nobody came from the sandbox
     listing, exists = text(result.cells[0]).splitlines()
     assert "source" not in listing and exists == "False"
-    assert result.cells[1]["status"] == "error"
+    assert result.cells[1]["status"] == "error" and "CONNECTED" not in text(result.cells[1])
 
 
 def test_student_code_runs_as_an_unprivileged_user(pool):

@@ -197,6 +197,7 @@ class CellVerdict:
 
 class TestCellError(ValueError):
     """A test cell that does not follow the check convention (a fault of the master)."""
+    __test__ = False  # an error, not a class of tests for pytest to collect
 
 
 def _check_calls(tree):
