@@ -5,7 +5,7 @@ The notebook runs in the same executor as grading, and is judged by the same cod
 """
 from pathlib import Path
 
-from autograder import intake, nbcheck, settings
+from autograder import graded_metadata, intake, nbcheck, settings
 from autograder.execution import WarmPool
 from autograder.preprocessors import is_test_cell, support_files
 from autograder.sandbox import Limits
@@ -28,12 +28,13 @@ def main(notebook, timeout=settings.TIMEOUT):
                           tests=tests).result()
     finally:
         pool.close()
+    taken = {}
     for cell, result in zip(code, run.cells):
         cell.outputs = result["outputs"]
-        cell.metadata["autograder"] = {"status": result["status"], "observations": result.get("observations", {})}
-    print(nbcheck.report(nb, path.name))
+        graded_metadata.write_cell(cell, result, result.get("observations", {}) if is_test_cell(cell) else None)
+        taken[id(cell)] = (result["status"], graded_metadata.take_observations(cell))
+    text, verdicts = nbcheck.report(nb, path.name, lambda cell: taken[id(cell)])
+    print(text)
     for note in notes + run.notes:
         print(f"note: {note}")
-    verdicts = [nbcheck.judge_cell(c.source, c.outputs, c.metadata["autograder"]["status"],
-                                   nbcheck.cell_observations(c)).passed for _, _, c in nbcheck.test_cells(nb)]
-    return 0 if all(verdicts) else 1
+    return 0 if all(verdict.passed for verdict in verdicts) else 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
-from autograder import intake, pipeline, reports
+from autograder import graded_metadata, intake, pipeline, reports
 from autograder.course import start_warm_lanes
 
 log = logging.getLogger(__name__)
@@ -171,14 +171,14 @@ def _row(course, assignment, master, master_nb, sub, outcome, grades):
     graded = course.autograded_dir(assignment, sub.student_id) / master.name
     if graded.exists():  # written by nbgrader, which validated it: plain JSON will do
         nb = json.loads(graded.read_text())
-        run = nb["metadata"].get("autograder", {})
+        run = graded_metadata.run_of(nb)
         row.seconds = float(run.get("seconds", 0.0))
         row.notes.extend(run.get("notes", []))
         if run.get("tampering"):
             statuses.append(TAMPERING)
             row.notes.append(f"{TAMPERING}: " + "; ".join(run["tampering"]))
         for index, cell in enumerate(nb["cells"]):
-            meta = cell["metadata"].get("autograder", {})
+            meta = graded_metadata.cell_of(cell)
             gid = cell["metadata"].get("nbgrader", {}).get("grade_id", f"cell {index + 1}")
             problem = PROBLEM_STATUSES.get(meta.get("status"))
             error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)

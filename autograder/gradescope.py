@@ -41,7 +41,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import nbcheck, sandbox, settings
+from autograder import graded_metadata, nbcheck, sandbox, settings
 from autograder.course import REPO_ROOT, Course
 from autograder.sandbox import Limits
 
@@ -374,7 +374,7 @@ def results_json(row, master_nb, graded_nb, hidden_visibility=settings.HIDDEN_VI
         if graded_cell is None:
             lines = [f"Not graded: {row.status}." if row.status != "graded" else "Not graded: the cell was not found."]
         else:
-            verdict = graded_cell.metadata.get("autograder", {}).get("verdict")
+            verdict = graded_metadata.cell_of(graded_cell).get("verdict")
             lines = _verdict_text(graded_cell) if verdict else ["No verdict was recorded for this question."]
             if verdict and hidden:
                 failed = hidden & set(verdict.get("failed", []))

@@ -10,7 +10,6 @@ and two of nbgrader's own, changed only in what they cost (OverwriteCellsIfMissi
 SaveAutoGradesAtOnce).
 """
 import functools
-import json
 import os
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from nbgrader.api import Gradebook, GradeCell, TaskCell
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor, OverwriteCells, SaveAutoGrades
 from traitlets import Enum, Float, Integer, List, Unicode
 
-from autograder import execution, redaction, scoring, settings, warden
+from autograder import execution, graded_metadata, redaction, scoring, settings, warden
 from autograder.course import database_dirs
 from autograder.nbgrader_speedups import master_cells_statement
 from autograder.sandbox import Limits
@@ -138,13 +137,11 @@ class ExecuteSandboxed(NbGraderPreprocessor):
         findings = []
         for cell, result in cells:
             cell.outputs = [_output_node(o) for o in result["outputs"]]
-            cell.metadata["autograder"] = {"status": result["status"], "seconds": round(result["seconds"], 4)}
-            if is_test_cell(cell):
-                cell.metadata["autograder"]["observations"] = result["observations"]
+            graded_metadata.write_cell(cell, result, result["observations"] if is_test_cell(cell) else None)
             findings += result.get("findings", [])
-        nb.metadata["autograder"] = {"notes": run.notes + _finding_notes(findings), "seconds": round(run.seconds, 4),
-                                     "executor": self.executor,
-                                     "tampering": list(dict.fromkeys(t for k, t in findings if k == warden.TAMPERING))}
+        graded_metadata.write_run(nb, notes=run.notes + _finding_notes(findings), seconds=run.seconds,
+                                  executor=self.executor,
+                                  tampering=dict.fromkeys(t for k, t in findings if k == warden.TAMPERING))
         return nb, resources
 
 
@@ -155,20 +152,17 @@ class JudgeChecks(NbGraderPreprocessor):
         for cell in nb.cells:
             if not is_test_cell(cell):
                 continue
-            meta = cell.metadata.setdefault("autograder", {})
             references = resources.get("references")
             try:
                 verdict = scoring.judge_cell(
-                    cell.source, cell.outputs, meta.get("status", "ok"),
-                    # Judged, then dropped: the notebook keeps the verdict, not the student's values.
-                    observations={name: tuple(record) for name, record in _plain(meta.pop("observations", {})).items()},
+                    cell.source, cell.outputs, graded_metadata.cell_of(cell).get("status", "ok"),
+                    observations=graded_metadata.take_observations(cell),
                     references=None if references is None else references.get(cell.metadata.nbgrader["grade_id"], {}))
             except scoring.TestCellError as exc:
                 verdict = scoring.CellVerdict(passed=False, lines=[f"[fail] {exc}"], failed=["test cell"],
                                               public_messages=[str(exc)])
             cell.outputs = [_output_node(o) for o in scoring.verdict_outputs(verdict)]
-            meta["verdict"] = {
-                "passed": verdict.passed, "failed": verdict.failed, "messages": verdict.public_messages}
+            graded_metadata.write_verdict(cell, verdict)
         return nb, resources
 
 
@@ -183,12 +177,12 @@ class HideTestCode(NbGraderPreprocessor):
         public = tuple(cell.source for cell in nb.cells if utils.is_locked(cell) and not is_test_cell(cell))
         redactor = _redactor(tests, public, clear.begin_test_delimeter, clear.end_test_delimeter)
         nodes = [nb, *nb.cells]
-        stored = [[node.metadata.get("autograder", {}), node.get("outputs", [])] for node in nodes]
+        stored = [[node.metadata.get(graded_metadata.KEY, {}), node.get("outputs", [])] for node in nodes]
         redacted = redactor.redact(stored)  # one search through all of it
         if redacted is not stored:
             for node, (metadata, outputs) in zip(nodes, redacted):
-                if "autograder" in node.metadata:
-                    node.metadata["autograder"] = _output_node(metadata)
+                if graded_metadata.KEY in node.metadata:
+                    node.metadata[graded_metadata.KEY] = _output_node(metadata)
                 if "outputs" in node:
                     node.outputs = [_output_node(o) for o in outputs]
         return nb, resources
@@ -252,12 +246,6 @@ class OverwriteCellsIfMissing(OverwriteCells):
         if self._master_names(TaskCell) <= present:
             return nb, resources
         return super().add_missing_task_cells(nb, resources)
-
-
-def _plain(data):
-    """Plain dicts and lists again (a notebook's metadata holds dict subclasses, which judging
-    refuses as data)."""
-    return json.loads(json.dumps(data))
 
 
 def _finding_notes(findings):

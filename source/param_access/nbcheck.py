@@ -339,30 +339,27 @@ def test_cells(nb):
             yield meta.get("grade_id", "?"), meta.get("points", 0), cell
 
 
-def cell_observations(cell):
-    """What the grader's executor took of a test cell's checks, if it ran there (else None:
-    the records are among the outputs)."""
-    taken = cell.get("metadata", {}).get("autograder", {}).get("observations")
-    return None if taken is None else {name: tuple(json.loads(json.dumps(record))) for name, record in taken.items()}
-
-
-def report(nb, title):
-    """Per-question lines for an executed notebook whose checks were recorded."""
-    lines, passed, total = [f"{title}: public checks"], 0, 0
+def report(nb, title, taken=None):
+    """(per-question lines, the verdicts) for an executed notebook whose checks were
+    recorded: ``taken(cell)`` gives a test cell's (status, observations) as the grader's
+    executor took them; without it the records are among the outputs of a plain kernel."""
+    lines, passed, total, verdicts = [f"{title}: public checks"], 0, 0, []
     for grade_id, points, cell in test_cells(nb):
         total += 1
+        status, observations = taken(cell) if taken else ("ok", None)
         try:
-            verdict = judge_cell(cell["source"], cell.get("outputs", []), cell.get("metadata", {})
-                                 .get("autograder", {}).get("status", "ok"), cell_observations(cell))
+            verdict = judge_cell(cell["source"], cell.get("outputs", []), status, observations)
         except TestCellError as exc:
+            verdicts.append(CellVerdict(passed=False, public_messages=[str(exc)]))
             lines.append(f"  FAIL  {grade_id} ({points:g} pts): {exc}")
             continue
+        verdicts.append(verdict)
         passed += verdict.passed
         lines.append(f"  {'PASS' if verdict.passed else 'FAIL'}  {grade_id} ({points:g} pts)")
         lines.extend(f"        {message}" for message in verdict.public_messages)
     lines.append(f"{passed} of {total} questions pass their public checks. Hidden tests run when "
                  "your work is graded, so passing here does not guarantee full marks.")
-    return "\n".join(lines)
+    return "\n".join(lines), verdicts
 
 
 def check_notebook(path, timeout=CELL_TIMEOUT):
@@ -381,4 +378,4 @@ def check_notebook(path, timeout=CELL_TIMEOUT):
                             kernel_name=nb.metadata.get("kernelspec", {}).get("name", "python3"),
                             resources={"metadata": {"path": folder}})
     client.execute(env=dict(os.environ, NBCHECK_MODE="record"))
-    print(report(nb, os.path.basename(path)))
+    print(report(nb, os.path.basename(path))[0])
