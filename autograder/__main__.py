@@ -55,7 +55,7 @@ def main(argv=None):
         from autograder import grade as grading, reports
         rows = grading.run(args.submissions, args.assignment, args.out, course=course, force=args.force,
                            lanes=lanes)
-        print(reports.grade_table(rows, grading.question_ids(grading.master_notebook(course, args.assignment))))
+        print(reports.grade_table(rows, grading.question_ids(course.master(args.assignment))))
         print(f"\nwrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'report.html'} "
               f"and {len(rows)} feedback pages in {Path(args.out) / 'feedback'}")
         return 0

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from autograder import graded_metadata, intake, nbcheck, settings
 from autograder.execution import WarmPool
-from autograder.preprocessors import is_test_cell, support_files
+from autograder.nbcheck import is_test_cell
+from autograder.preprocessors import support_files
 from autograder.sandbox import Limits
 
 

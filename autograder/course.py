@@ -78,7 +78,15 @@ class Course:
     def executor_hidden(self):
         """What the executor's sandbox hides: the course, the work folders, the gradebook's
         folder, the grading process's own folder, and the run's extra folders."""
-        return [os.getcwd(), *database_dirs(self.db_url), str(self.root), str(self.work), *map(str, self.hidden)]
+        return hidden_folders(self.db_url, [self.root, self.work], self.hidden)
+
+    def master(self, assignment):
+        """The assignment's master notebook; a clear error unless source/<assignment>/ holds one."""
+        notebooks = sorted((self.root / "source" / assignment).glob("*.ipynb"))
+        if len(notebooks) != 1:
+            raise SystemExit(f"error: source/{assignment}/ must hold exactly one notebook "
+                             f"(found {len(notebooks)}); is the assignment name right?")
+        return notebooks[0]
 
     def submitted_dir(self, assignment, student):
         return self.work / "submitted" / student / assignment
@@ -100,6 +108,12 @@ def _nbgraders_own_steps(config):
     config.GenerateFeedback.exporter_class = HTMLExporter
 
 
+def hidden_folders(db_url, *folders):
+    """The folders a sandbox hides: the grading process's own, the gradebook's (an SQLite
+    file's), and ``folders`` (lists of them)."""
+    return [os.getcwd(), *database_dirs(db_url), *(str(f) for group in folders for f in group)]
+
+
 def database_dirs(db_url):
     """The folder of an SQLite gradebook (none for a database server)."""
     if not db_url.startswith("sqlite:///"):
@@ -113,11 +127,8 @@ def jobs(course):
 
 def uses_optimizers(course, assignment):
     """Whether the assignment's master code mentions torch's optimizers (worth warming up)."""
-    for master in (course.root / "source" / assignment).glob("*.ipynb"):
-        cells = json.loads(master.read_text()).get("cells", [])
-        if any("optim" in "".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code"):
-            return True
-    return False
+    cells = json.loads(course.master(assignment).read_text()).get("cells", [])
+    return any("optim" in "".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code")
 
 
 def warm_lanes(course, assignment, count=None):

@@ -9,14 +9,13 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
-from autograder import graded_metadata, intake, pipeline, reports
+from autograder import graded_metadata, intake, nbcheck, pipeline, reports
 from autograder.course import start_warm_lanes
 
 log = logging.getLogger(__name__)
 STATE_FILE = ".autograder.json"  # in each autograded folder: the submission it graded
 TAMPERING = "tampering suspected"  # the executor found the grading machinery patched or bypassed
-PROBLEM_STATUSES = {"timeout": "timeout", "memory": "memory limit", "crashed": "crashed",
-                    "not run": "not run"}
+PROBLEM_STATUSES = {status: name for status, (name, _) in nbcheck.CELL_PROBLEMS.items()}
 
 
 @dataclass
@@ -32,14 +31,6 @@ class StudentRow:
     messages: dict = field(default_factory=dict)  # {grade_id: [public messages]}
 
 
-def master_notebook(course, assignment):
-    notebooks = sorted((course.root / "source" / assignment).glob("*.ipynb"))
-    if len(notebooks) != 1:
-        raise SystemExit(f"error: source/{assignment}/ must hold exactly one notebook "
-                         f"(found {len(notebooks)}); is the assignment name right?")
-    return notebooks[0]
-
-
 def release_notebook(master):
     """The student version, as nbgrader generates it (what submissions are compared with)."""
     release = master.parent.parent.parent / "release" / master.parent.name / master.name
@@ -53,7 +44,7 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None):
     after ``course.hide(submissions, out)``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    master = master_notebook(course, assignment)
+    master = course.master(assignment)
     master_nb = nbformat.read(master, as_version=4)
     course.hide(submissions, out)
     if lanes is None:
@@ -95,11 +86,11 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None):
     finally:
         if graders is not None:
             graders.close()
-    _write_feedback(course, assignment, master, found, rows, out / "feedback")
+    _copy_feedback_pages(course, assignment, master, found, rows, out / "feedback")
     return rows
 
 
-def _write_feedback(course, assignment, master, found, rows, folder):
+def _copy_feedback_pages(course, assignment, master, found, rows, folder):
     """OUTDIR/feedback/<student>.html: nbgrader's feedback (hidden tests cleared, made by
     the grading processes), or, for what nbgrader could not grade, a page with the reason."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -130,10 +130,7 @@ def build(assignment, output, hidden_visibility=settings.HIDDEN_VISIBILITY, *, c
     if hidden_visibility not in settings.VISIBILITIES:
         raise ValueError(f"hidden_visibility must be one of {', '.join(settings.VISIBILITIES)}")
     root = Path(course_root or REPO_ROOT).resolve()
-    masters = sorted((root / "source" / assignment).glob("*.ipynb"))
-    if len(masters) != 1:
-        raise SystemExit(f"error: source/{assignment}/ must hold exactly one notebook (found {len(masters)})")
-    master = masters[0]
+    master = Course(root=root).master(assignment)
     release = root / "release" / assignment / master.name
     if not release.exists():
         raise SystemExit(f"error: {release} is missing; generate the student version first (make release)")
@@ -322,11 +319,6 @@ def _question_cells(nb):
     return cells
 
 
-def _is_test(cell):
-    meta = cell.metadata.get("nbgrader", {})
-    return cell.cell_type == "code" and meta.get("grade") and not meta.get("solution")
-
-
 def _hidden_names(cell):
     try:
         return {spec.name for spec in nbcheck.parse_checks(cell.source) if spec.hidden}
@@ -357,7 +349,7 @@ def results_json(row, master_nb, graded_nb, hidden_visibility=settings.HIDDEN_VI
     for number, (gid, (cell, title)) in enumerate(questions.items(), start=1):
         points = float(cell.metadata.nbgrader["points"])
         name = f"{gid}: {title}" if title else gid
-        if not _is_test(cell):
+        if not nbcheck.is_test_cell(cell):
             manual.append(f"{gid} ({points:g} point{'s' if points != 1 else ''})")
             tests.append({"name": name, "number": str(number), "score": 0.0, "max_score": 0.0,
                           "output": f"Graded by hand ({points:g} point{'s' if points != 1 else ''}): your "
@@ -415,7 +407,7 @@ def _results_for_failure(config, master_nb):
     tests = []
     if master_nb is not None:
         for number, (gid, (cell, title)) in enumerate(_question_cells(master_nb).items(), start=1):
-            auto = _is_test(cell)
+            auto = nbcheck.is_test_cell(cell)
             tests.append({"name": f"{gid}: {title}" if title else gid, "number": str(number), "score": 0.0,
                           "max_score": float(cell.metadata.nbgrader["points"]) if auto else 0.0,
                           "output": "Not graded: the autograder failed.", "visibility": "visible"})

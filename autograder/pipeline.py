@@ -269,7 +269,7 @@ def grade_notebooks(assignment, notebooks, *, course=None, executor="fork"):
     with tempfile.TemporaryDirectory(prefix="autograder-") as work:
         course = course or Course(work=work, executor=executor)
         students = [f"nb{i:04d}" for i in range(len(notebooks))]
-        source = next((course.root / "source" / assignment).glob("*.ipynb")).name
+        source = course.master(assignment).name
         for student, nb in zip(students, notebooks):
             target = course.submitted_dir(assignment, student)
             target.mkdir(parents=True)

@@ -20,15 +20,12 @@ from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor, Overw
 from traitlets import Enum, Float, Integer, List, Unicode
 
 from autograder import execution, graded_metadata, redaction, scoring, settings, warden
-from autograder.course import database_dirs
+from autograder.course import hidden_folders
+from autograder.nbcheck import is_test_cell
 from autograder.nbgrader_speedups import master_cells_statement
 from autograder.sandbox import Limits
 
 SUPPORT_FILE_LIMIT = 1 << 20
-
-
-def is_test_cell(cell):
-    return cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
 
 
 def run_sources(nb):
@@ -103,7 +100,9 @@ class ExecuteSandboxed(NbGraderPreprocessor):
         limits = Limits(timeout=self.timeout, memory_mb=self.memory_mb)
         if self.executor == "kernel":
             return execution.run_in_kernel(sources, files, limits)
-        ExecuteSandboxed.start_pool(course_dirs(resources) + list(self.hidden))
+        path = resources.get("metadata", {}).get("path")
+        ExecuteSandboxed.start_pool(hidden_folders(resources.get("nbgrader", {}).get("db_url", ""),
+                                                   [path] if path else [], self.hidden))
         return ExecuteSandboxed._pool.submit(sources, files, limits, shared, tests).result()
 
     def execute(self, nb, folder, resources):
@@ -252,13 +251,6 @@ def _finding_notes(findings):
     """What the executor had to put back before the tests, said once each."""
     hooks = dict.fromkeys(text for kind, text in findings if kind == warden.HOOK)
     return [f"put back before the tests ran: {text}" for text in hooks]
-
-
-def course_dirs(resources):
-    """Directories the sandbox hides: the course (solutions, gradebook) and the submission."""
-    path = resources.get("metadata", {}).get("path")
-    db_url = resources.get("nbgrader", {}).get("db_url", "")
-    return [os.getcwd()] + ([path] if path else []) + database_dirs(db_url)
 
 
 def _output_node(output):

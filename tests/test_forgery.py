@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from autograder import nbcheck, pipeline
-from autograder.preprocessors import is_test_cell
+from autograder.nbcheck import is_test_cell
 from test_assignments import ASSIGNMENTS, master_path, release_path, submission
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the executor needs Linux (fork, rlimits)")

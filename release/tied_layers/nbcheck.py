@@ -270,10 +270,16 @@ def recorded_observations(outputs):
     return found
 
 
+# A cell's status when it did not simply run: (its name in the grade table, what a student reads).
+CELL_PROBLEMS = {"timeout": ("timeout", "the cell ran out of time"),
+                 "memory": ("memory limit", "the cell ran out of memory"),
+                 "crashed": ("crashed", "the process running the cell died"),
+                 "not run": ("not run", "the cell was not run")}
+
+
 def _cell_problem(outputs, status):
     if status and status not in ("ok", "error"):
-        return {"timeout": "the cell ran out of time", "memory": "the cell ran out of memory",
-                "crashed": "the process running the cell died", "not run": "the cell was not run"}.get(status, status)
+        return CELL_PROBLEMS.get(status, (status, status))[1]
     errors = [o for o in outputs if o.get("output_type") == "error"]
     if errors:
         return f"{errors[-1].get('ename')}: {str(errors[-1].get('evalue'))[:ERROR_TEXT_LIMIT]}"
@@ -331,11 +337,17 @@ def judge_cell(source, outputs, status="ok", observations=None, references=None)
 
 # --- A student's own check of a saved notebook ---
 
+def is_test_cell(cell):
+    """An autograded test cell: graded code that is not the student's answer."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
 def test_cells(nb):
     """(grade id, points, cell) of each autograded test cell of a notebook."""
     for cell in nb["cells"]:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.get("cell_type") == "code" and meta.get("grade") and not meta.get("solution"):
+        if is_test_cell(cell):
+            meta = cell["metadata"]["nbgrader"]
             yield meta.get("grade_id", "?"), meta.get("points", 0), cell
 
 
