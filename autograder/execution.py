@@ -52,7 +52,7 @@ def _worker_process(args, *, hidden, scratch, use_sandbox, **popen):
     env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent), TMPDIR=scratch, PYTHONDONTWRITEBYTECODE="1")
     # Every submission's process is a fork of the warm one, and a fork copies its page
     # table: glibc's heap (half the warm memory) in transparent huge pages has 512 times
-    # fewer entries to copy and to tear down, about 9 ms less a submission. A glibc
+    # fewer entries to copy and to tear down. A glibc
     # without the tunable ignores it.
     env["GLIBC_TUNABLES"] = ":".join(filter(None, [os.environ.get("GLIBC_TUNABLES"), "glibc.malloc.hugetlb=1"]))
     return subprocess.Popen(argv, env=env, cwd=scratch, **popen)

@@ -1,7 +1,7 @@
 """The notebook exporter of nbgrader's Autograde (``Autograde.exporter_class``).
 
 nbconvert checks the whole notebook against the nbformat schema after every
-preprocessor, and nbformat checks it again on every read: about 20 checks of 1.2 ms for
+preprocessor, and nbformat checks it again on every read: some twenty checks for
 each graded notebook (sanitizing, autograding, feedback). ``ValidateOnce`` checks once,
 after the last preprocessor, so a notebook the preprocessors leave invalid still fails
 the conversion, with nbconvert's message; and it copies the notebook two times fewer.
@@ -25,7 +25,7 @@ class ValidateOnce:
     def _preprocess(self, nb, resources):
         # nbconvert's own _preprocess, less two copies: ``nb`` is already from_notebook_node's
         # private deep copy, which nbconvert copies again and nbformat's normalize once more
-        # (1 ms a copy, three exports a student). It is normalized in place, as normalize
+        # (three exports a student). It is normalized in place, as normalize
         # does to its copy.
         version, version_minor = nbformat.reader.get_version(nb)
         nbformat.validator._normalize(nb, version, version_minor, True, relax_add_props=False,
@@ -44,7 +44,7 @@ class ValidateOnce:
 class AutogradeExporter(ValidateOnce, NotebookExporter):
     def from_notebook_node(self, nb, resources=None, **kw):
         """NotebookExporter's: the same file, written as nbformat writes a v4 notebook, less
-        nbformat's copy and second check of it (about 1.4 ms, twice a student): the
+        nbformat's copy and second check of it (twice a student): the
         notebook written is this export's private copy, checked once already."""
         if nb.nbformat != 4 or self.nbformat_version != 4:
             return super().from_notebook_node(nb, resources, **kw)

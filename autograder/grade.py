@@ -67,7 +67,7 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None):
                 continue  # graded before, unchanged
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
-            # Read back only by nbgrader: compact JSON, 3 ms less a student than nbformat.write
+            # Read back only by nbgrader: compact JSON, cheaper to write than nbformat.write's
             # (which checks it again and indents it with the slow, pure-Python encoder).
             (folder / master.name).write_text(json.dumps(sub.notebook, ensure_ascii=False), encoding="utf-8")
             to_grade.append(sub)

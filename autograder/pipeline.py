@@ -146,7 +146,7 @@ class Graders:
         for _ in self.workers:
             self.tasks.put(None)
         for worker in self.workers:
-            worker.join(timeout=60 + self.feedback_pending)  # feedback takes ~0.1 s a page
+            worker.join(timeout=60 + self.feedback_pending)  # a second a page is ample
             if worker.is_alive():
                 worker.kill()
         if self.lanes is not None:
@@ -238,7 +238,7 @@ class QuestionGrade:
 
 def gradebook_scores(course, assignment):
     """{student: {grade_id: QuestionGrade}} from nbgrader's gradebook, manual grades included
-    once entered; one query (the ORM's lazy loads cost 20 ms a student)."""
+    once entered; one query (the ORM would load each grade's cell lazily, one query each)."""
     grades = {}
     speedups(course)
     with Gradebook(course.db_url) as gb:

@@ -224,7 +224,7 @@ class SaveAutoGradesAtOnce(SaveAutoGrades):
 
 class OverwriteCellsIfMissing(OverwriteCells):
     """nbgrader's OverwriteCells, whose search for deleted cells to add back loads every
-    cell of the master (6 ms a student); it searches only when one query of the master's
+    cell of the master for every student; it searches only when one query of the master's
     graded and task cell names finds one missing, as it does on the same test."""
 
     _queries = {kind: master_cells_statement(kind, kind.name) for kind in (GradeCell, TaskCell)}
