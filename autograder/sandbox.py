@@ -63,10 +63,11 @@ def claim_slot():
 
 
 def _exposed_paths():
-    """What the executor must still read inside the sandbox: the Python installation."""
+    """What the executor must still read inside the sandbox: the Python installation, as
+    the worker names it (a venv reached through a symlink keeps its name)."""
     paths = {sys.prefix, sys.base_prefix, sysconfig.get_paths()["stdlib"],
              sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    return sorted({os.path.realpath(p) for p in paths if os.path.exists(p)})
+    return sorted(p for p in paths if os.path.exists(p))
 
 
 def bwrap_command(argv, *, hidden, scratch, expose=()):
@@ -83,20 +84,28 @@ def bwrap_command(argv, *, hidden, scratch, expose=()):
     for path in sorted(masks, key=len):
         cmd += ["--perms", "0755", "--tmpfs", path]
     # Mount back what a mask covered: a venv inside the course dir or /tmp, a pyenv
-    # Python under the home directory, the grading package.
-    for path in sorted(set(_exposed_paths()) | {os.path.realpath(p) for p in expose}):
-        mask = max((m for m in masks if path.startswith(m + os.sep)), key=len, default=None)
-        if mask is None:
-            continue
-        # bwrap would create the directories in between with mode 0700, closed to the
-        # unprivileged user the children switch to.
-        between = Path(path).relative_to(mask).parents
-        for parent in sorted((Path(mask) / p for p in between if str(p) != "."), key=lambda p: len(p.parts)):
-            cmd += ["--perms", "0755", "--dir", str(parent)]
-        cmd += ["--ro-bind", path, path]
+    # Python under the home directory, the grading package; at its real place and at the
+    # name the worker knows it by.
+    for path in sorted(set(_exposed_paths()) | set(expose)):
+        for place in sorted({os.path.abspath(path), os.path.realpath(path)}):
+            if _mask_over(masks, place) is not None:
+                cmd += _folders_to(masks, place) + ["--ro-bind", os.path.realpath(path), place]
     Path(scratch).mkdir(parents=True, exist_ok=True)
     cmd += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--"]
     return cmd + list(argv)
+
+
+def _mask_over(masks, place):
+    return max((m for m in masks if place.startswith(m + os.sep)), key=len, default=None)
+
+
+def _folders_to(masks, place):
+    """Options that make the folders between ``place`` and the mask over it: bwrap would
+    make them with mode 0700, closed to the unprivileged users the children switch to."""
+    mask = _mask_over(masks, place)
+    between = sorted((Path(mask) / p for p in Path(place).relative_to(mask).parents if str(p) != "."),
+                     key=lambda p: len(p.parts))
+    return [option for folder in between for option in ("--perms", "0755", "--dir", str(folder))]
 
 
 def confine_child(limits, slot, workdir):
