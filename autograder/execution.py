@@ -44,12 +44,14 @@ def _use_sandbox(use_sandbox):
 def _worker_process(args, *, hidden, scratch, use_sandbox, **popen):
     """Start ``python -m autograder.warm_worker ARGS``, confined when ``use_sandbox``."""
     argv = [sys.executable, "-m", "autograder.warm_worker", *args]
+    tmpdir = scratch
     if use_sandbox:
         # The course directory is hidden; the grading package holds no secrets and is
         # mounted back for the worker to import.
         argv = sandbox.bwrap_command(argv, hidden=list(hidden) + [str(PACKAGE_DIR.parent)],
                                      scratch=scratch, expose=[str(PACKAGE_DIR)])
-    env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent), TMPDIR=scratch, PYTHONDONTWRITEBYTECODE="1")
+        tmpdir = sandbox.sandbox_scratch(scratch)
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent), TMPDIR=tmpdir, PYTHONDONTWRITEBYTECODE="1")
     # Every submission's process is a fork of the warm one, and a fork copies its page
     # table: glibc's heap (half the warm memory) in transparent huge pages has 512 times
     # fewer entries to copy and to tear down, about 9 ms less a submission. A glibc

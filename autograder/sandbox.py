@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +49,9 @@ def claim_slot():
 
     The lock is released when the file is closed, or when the process ends.
     """
-    folder = Path(tempfile.gettempdir()) / "autograder-slots"
+    # Not under TMPDIR: two runs with different temporary folders must not take one slot
+    # (its user, its cgroups). Without root a slot names nothing shared: a folder per user.
+    folder = Path("/tmp/autograder-slots" + ("" if os.geteuid() == 0 else f"-{os.geteuid()}"))
     folder.mkdir(mode=0o700, exist_ok=True)
     for slot in range(MAX_SLOTS):
         claim = open(folder / f"{slot}.lock", "w")
@@ -70,8 +71,15 @@ def _exposed_paths():
     return sorted(p for p in paths if os.path.exists(p))
 
 
+def sandbox_scratch(scratch):
+    """Where the folder ``scratch`` appears inside the sandbox: under its own /tmp, whatever
+    the folders above it outside, which the per-slot users may not be allowed to cross."""
+    return os.path.join("/tmp", os.path.basename(scratch))
+
+
 def bwrap_command(argv, *, hidden, scratch, expose=()):
-    """The bwrap command line that runs ``argv`` confined, with ``scratch`` writable.
+    """The bwrap command line that runs ``argv`` confined, with ``scratch`` writable at
+    ``sandbox_scratch(scratch)``, where it starts.
 
     ``hidden`` are directories masked by empty tmpfs mounts (course, submissions, output);
     ``expose`` are paths mounted back read-only (besides the Python installation).
@@ -91,7 +99,8 @@ def bwrap_command(argv, *, hidden, scratch, expose=()):
             if _mask_over(masks, place) is not None:
                 cmd += _folders_to(masks, place) + ["--ro-bind", os.path.realpath(path), place]
     Path(scratch).mkdir(parents=True, exist_ok=True)
-    cmd += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--"]
+    inside = sandbox_scratch(scratch)
+    cmd += ["--bind", str(scratch), inside, "--chdir", inside, "--"]
     return cmd + list(argv)
 
 
