@@ -117,8 +117,13 @@ def _folders_to(masks, place):
     return [option for folder in between for option in ("--perms", "0755", "--dir", str(folder))]
 
 
-def confine_child(limits, slot, workdir):
-    """Apply limits and drop privileges in a freshly forked child, before student code."""
+def confine_child(limits, slot, workdir, *, channel):
+    """Apply limits and drop privileges in a freshly forked child, before student code.
+
+    Of the descriptors it inherited, it keeps 0-2 and ``channel`` (to its lane) only.
+    """
+    os.closerange(3, channel)
+    os.closerange(channel + 1, os.sysconf("SC_OPEN_MAX"))
     current = _address_space_bytes()
     budget = current + limits.memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (budget, budget))

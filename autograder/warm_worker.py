@@ -48,6 +48,7 @@ from IPython.core.displayhook import DisplayHook  # noqa: E402
 from IPython.core.displaypub import DisplayPublisher  # noqa: E402
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 from traitlets import Type  # noqa: E402
+from traitlets.config import Config  # noqa: E402
 
 from autograder import nbcheck  # noqa: E402
 from autograder.protocol import MessageReader, read_message, write_message  # noqa: E402
@@ -273,8 +274,10 @@ def _ahead(shell, source):
 
 
 def make_shell():
-    shell = GradingShell.instance(history_length=0, colors="nocolor")
-    shell.history_manager.enabled = False
+    # History off from the start: an enabled history manager opens its sqlite file (and
+    # starts a thread) as it is made, and every child would inherit that descriptor.
+    shell = GradingShell.instance(config=Config(HistoryManager={"enabled": False}), history_length=0,
+                                  colors="nocolor")
     shell.enable_matplotlib("inline")
     shell.pristine_transformers = shell.transformers()
     shell.compile.usable = lambda: not shell.ast_transformers and shell.ast_node_interactivity == "last_expr"
@@ -416,7 +419,8 @@ def _child(conn, shell):
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):  # C-level writes must not reach the worker's protocol
             os.dup2(devnull, fd)
-        confine_child(Limits(**job["limits"]), job["slot"], job["workdir"])
+        os.close(devnull)
+        confine_child(Limits(**job["limits"]), job["slot"], job["workdir"], channel=conn.fileno())
         sys.path.insert(0, job["workdir"])  # the assignment's support files
         # Its own folder is the only place it may write: temporary files go there too.
         os.environ["TMPDIR"] = tempfile.tempdir = job["workdir"]
