@@ -1,16 +1,25 @@
 """Confinement of untrusted student code.
 
-Two layers:
+Three layers:
 
 * ``bwrap_command`` wraps a whole executor process in bubblewrap: no network, its own
   PID namespace, the file system read-only, and the course directory, the submissions,
   the outputs, the home directory and /tmp hidden behind empty tmpfs mounts (only the
   Python installation is mounted back, read-only).
-* ``confine_child`` runs in each forked child before any student code: resource
-  limits (address space, processes, file size, CPU time) and, when the executor runs
-  as root, a switch to an unprivileged user of its own so that a student cannot signal,
-  trace or read another student's process or files.
+* ``submission_space`` gives each submission, when the executor runs as root, a folder
+  on a tmpfs of its own, bounded in size and files, which is also its /dev/shm, in a
+  mount namespace of its lane's (``private_mounts``); it goes when the submission ends.
+* ``confine_child`` runs in each forked child before any student code: no inherited
+  descriptor but its channel, resource limits (address space, processes, file size)
+  and, when the executor runs as root, an IPC namespace of its own and a switch to an
+  unprivileged user of its own so that a student cannot signal, trace or read another
+  student's process or files.
+
+Without root a submission gets a plain folder and shares /dev/shm and SysV IPC with the
+others; without bubblewrap the file system and the network are open.
 """
+import contextlib
+import ctypes
 import fcntl
 import functools
 import os
@@ -19,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +42,8 @@ class Limits:
     memory_mb: int = 2048  # address space a submission may add to the warm process
     file_mb: int = 64  # largest file a submission may write
     processes: int = 64  # processes a submission's user may own
+    scratch_mb: int = 256  # what a submission may store in its folder and its /dev/shm, together
+    scratch_files: int = 4096  # files and folders it may make there
 
 
 @functools.lru_cache(maxsize=None)
@@ -117,13 +129,83 @@ def _folders_to(masks, place):
     return [option for folder in between for option in ("--perms", "0755", "--dir", str(folder))]
 
 
-def confine_child(limits, slot, workdir, *, channel):
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+CLONE_NEWNS, CLONE_NEWIPC = 0x00020000, 0x08000000
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x1000, 0x4000, 0x40000
+MNT_DETACH = 0x2
+SPACE_FOLDERS = ("work", "shm")  # on a submission's tmpfs: its working folder, its /dev/shm
+
+
+def _libc_call(name, *args):
+    if getattr(_libc, name)(*args) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{name}: {os.strerror(error)}")
+
+
+def private_mounts():
+    """Give this process (a lane, before it forks its zygote) a mount namespace of its own,
+    where its submissions' spaces are mounted out of the machine's and the other lanes'
+    sight; whether it could (root, allowed to make namespaces). Without, submissions get
+    plain folders and share /dev/shm and an IPC namespace."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        _libc_call("unshare", CLONE_NEWNS)
+        _libc_call("mount", None, b"/", None, MS_REC | MS_PRIVATE, None)
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def submission_space(limits, slot, mounts):
+    """A submission's working folder, in TMPDIR.
+
+    With ``mounts`` (private_mounts) it is on a tmpfs of its own, bounded in size and in
+    files (``limits.scratch_mb``, ``scratch_files``), which also holds the /dev/shm its
+    processes see; it goes, with all it holds, when the submission ends. Without, it is a
+    plain folder, where only the size of each file is bounded (``limits.file_mb``).
+    """
+    box = tempfile.mkdtemp(prefix="submission-")
+    try:
+        if not mounts:
+            yield box
+            return
+        # The tmpfs counts its own folders among its inodes.
+        options = f"size={limits.scratch_mb}m,nr_inodes={limits.scratch_files + 1 + len(SPACE_FOLDERS)},mode=0711"
+        _libc_call("mount", b"tmpfs", box.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options.encode())
+        try:
+            work, shm = (os.path.join(box, name) for name in SPACE_FOLDERS)
+            for folder in (work, shm):
+                os.mkdir(folder, 0o700)
+            uid = UNPRIVILEGED_UID_BASE + slot
+            os.chown(shm, uid, uid)  # the working folder is handed over by confine_child
+            _libc_call("mount", shm.encode(), b"/dev/shm", None, MS_BIND, None)
+            try:
+                yield work
+            finally:
+                _libc_call("umount2", b"/dev/shm", MNT_DETACH)
+        finally:
+            _libc_call("umount2", box.encode(), MNT_DETACH)
+    finally:
+        shutil.rmtree(box, ignore_errors=True)
+
+
+def confine_child(limits, slot, workdir, *, channel, namespaces=False):
     """Apply limits and drop privileges in a freshly forked child, before student code.
 
     Of the descriptors it inherited, it keeps 0-2 and ``channel`` (to its lane) only.
+    With ``namespaces`` (its lane could make them, see private_mounts) it gets an IPC
+    namespace of its own: SysV shared memory, semaphores and message queues it makes are
+    out of other submissions' reach, and go when its processes do.
     """
     os.closerange(3, channel)
     os.closerange(channel + 1, os.sysconf("SC_OPEN_MAX"))
+    if namespaces:
+        _libc_call("unshare", CLONE_NEWIPC)
     current = _address_space_bytes()
     budget = current + limits.memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (budget, budget))

@@ -3,10 +3,12 @@ neither reach the next one nor take more than the limits give it.
 
 Most run two submissions in sequence on one warm worker (as a grading run does); the
 temporary-folder ones grade a whole batch."""
+import ctypes
 import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the executor ne
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = Limits(timeout=5.0, memory_mb=512)
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="per-submission namespaces, tmpfs and cgroups need root")
 
 
 def _pool(use_sandbox):
@@ -40,6 +43,15 @@ def sandboxed():
     pool.close()
 
 
+@pytest.fixture(scope="module", params=["bwrap", "bare"])
+def pool(request):
+    """A worker inside bubblewrap, and one without (which shares the machine's /dev/shm and
+    IPC namespace unless the executor isolates each submission itself)."""
+    pool = _pool(request.param == "bwrap")
+    yield pool
+    pool.close()
+
+
 def run(pool, *cells, limits=FAST, files=None):
     return pool.submit(list(cells), files or {}, limits).result(timeout=300)
 
@@ -52,6 +64,97 @@ def printed(result, index=0):
     cell = result.cells[index]
     assert cell["status"] == "ok", cell["outputs"]
     return text(cell)
+
+
+# --- shared memory -------------------------------------------------------------------------------
+
+SHM_KEY = 0x5EED0000 + os.getpid() % 0xFFFF
+LIBC = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+libc.shmdt.argtypes = [ctypes.c_void_p]
+IPC_CREAT = 0o1000
+"""
+
+
+def leave_shared_memory(marker):
+    """Student A: a SysV segment and a POSIX one (a file in /dev/shm) holding ``marker``,
+    left behind; prints its IPC namespace."""
+    return (LIBC + f"MARKER = {marker!r}\n"
+            f"segment = libc.shmget({SHM_KEY}, 1 << 20, IPC_CREAT | 0o666)\n"
+            "address = libc.shmat(segment, None, 0)\n"
+            "ctypes.memmove(address, MARKER, len(MARKER))\n"
+            "libc.shmdt(address)\n"
+            "try:\n"
+            "    with open('/dev/shm/left-behind', 'wb') as f:\n"
+            "        f.write(MARKER)\n"
+            "    os.chmod('/dev/shm/left-behind', 0o666)\n"
+            "except OSError:\n"
+            "    pass\n"
+            "print(segment >= 0, os.readlink('/proc/self/ns/ipc'))")
+
+
+def find_shared_memory(marker):
+    """Student B: looks for A's segment by its key, every segment of its namespace, and
+    A's file in /dev/shm; prints where it found the marker."""
+    return (LIBC + f"MARKER = {marker!r}\n"
+            "found = []\n"
+            f"segment = libc.shmget({SHM_KEY}, 0, 0)\n"
+            "if segment >= 0:\n"
+            "    address = libc.shmat(segment, None, 0)\n"
+            "    if ctypes.string_at(address, len(MARKER)) == MARKER:\n"
+            "        found.append('sysv')\n"
+            "    libc.shmdt(address)\n"
+            "with open('/proc/sysvipc/shm') as f:\n"
+            "    found += ['segment'] * (len(f.readlines()) - 1)\n"
+            "try:\n"
+            "    with open('/dev/shm/left-behind', 'rb') as f:\n"
+            "        found += ['posix'] * (MARKER in f.read())\n"
+            "except OSError:\n"
+            "    pass\n"
+            "print(found)")
+
+
+def processes_in(namespace):
+    """The processes of this machine in the IPC namespace ``namespace`` (e.g. 'ipc:[4026...]')."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/ns/ipc") == namespace:
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def remove_segment(key):
+    """Remove a segment a student left in this process's IPC namespace (without isolation)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    segment = libc.shmget(key, 0, 0)
+    if segment >= 0:
+        libc.shmctl(segment, 0, None)  # IPC_RMID
+    try:
+        os.remove("/dev/shm/left-behind")
+    except OSError:
+        pass
+
+
+@root_only
+def test_shared_memory_left_by_a_student_is_gone_for_the_next(pool):
+    marker = os.urandom(16).hex().encode()
+    try:
+        made, namespace = printed(run(pool, leave_shared_memory(marker))).split()
+        assert made == "True"
+        assert printed(run(pool, find_shared_memory(marker))) == "[]\n"
+        # Its namespace, and so its segment, ends with its process: nothing else is in it.
+        deadline = time.monotonic() + 10
+        while processes_in(namespace) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert processes_in(namespace) == []
+    finally:
+        remove_segment(SHM_KEY)
 
 
 # --- inherited descriptors -------------------------------------------------------------------------
@@ -107,6 +210,45 @@ def test_torch_numpy_and_matplotlib_work_without_the_warm_processs_descriptors(s
                             "print(float(numpy.ones(4).sum()))")
     assert printed(result) == "4.0\n"
     assert any(o["output_type"] == "display_data" for o in result.cells[0]["outputs"])
+
+
+# --- the scratch folder ----------------------------------------------------------------------------
+
+FILL_FOLDER = """
+import errno, os
+def fill(make, count):
+    made = 0
+    try:
+        for i in range(count):
+            make(f'junk{i}')
+            made += 1
+    except OSError as exc:
+        return made, errno.errorcode[exc.errno]
+    return made, 'unbounded'
+def small(name):
+    open(name, 'w').close()
+def big(name):
+    with open(name, 'wb') as f:
+        f.write(bytes(1 << 20))
+files = fill(small, 2000)
+for name in os.listdir('.'):
+    if name.startswith('junk'):
+        os.remove(name)
+mebibytes = fill(big, 64)
+print(*files, *mebibytes)
+"""
+
+
+@root_only
+def test_a_student_filling_its_folder_is_stopped_and_the_next_starts_empty(pool):
+    limits = Limits(timeout=30, memory_mb=512, scratch_mb=8, scratch_files=100)
+    files, small_error, mebibytes, big_error = printed(run(pool, FILL_FOLDER, limits=limits)).split()
+    assert small_error == big_error == "ENOSPC"
+    assert int(files) <= limits.scratch_files and int(mebibytes) <= limits.scratch_mb
+    after = run(pool, "import os\nprint(sorted(os.listdir('.')))\n"
+                "with open('mine', 'wb') as f:\n    f.write(bytes(4 << 20))\nprint(os.path.getsize('mine') >> 20)",
+                limits=limits, files={"helper.py": "X = 1\n"})
+    assert printed(after) == "['helper.py']\n4\n"
 
 
 # --- the temporary folder --------------------------------------------------------------------------
