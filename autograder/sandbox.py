@@ -10,10 +10,10 @@ Three layers:
   on a tmpfs of its own, bounded in size and files, which is also its /dev/shm, in a
   mount namespace of its lane's (``private_mounts``); it goes when the submission ends.
 * ``confine_child`` runs in each forked child before any student code: no inherited
-  descriptor but its channel, resource limits (address space, processes, file size)
-  and, when the executor runs as root, an IPC namespace of its own and a switch to an
-  unprivileged user of its own so that a student cannot signal, trace or read another
-  student's process or files.
+  descriptor but its channel, resource limits (address space, processor time,
+  processes, file size) and, when the executor runs as root, an IPC namespace of its
+  own and a switch to an unprivileged user of its own so that a student cannot signal,
+  trace or read another student's process or files.
 
 Without root a submission gets a plain folder and shares /dev/shm and SysV IPC with the
 others; without bubblewrap the file system and the network are open.
@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import fcntl
 import functools
+import math
 import os
 import resource
 import shutil
@@ -44,6 +45,11 @@ class Limits:
     processes: int = 64  # processes a submission's user may own
     scratch_mb: int = 256  # what a submission may store in its folder and its /dev/shm, together
     scratch_files: int = 4096  # files and folders it may make there
+
+    def cpu_seconds(self, cells):
+        """Processor time each process of a submission may use, when its lane has it run
+        ``cells`` cells: their time limits, and one more for what runs around them."""
+        return math.ceil(self.timeout * (cells + 1))
 
 
 @functools.lru_cache(maxsize=None)
@@ -194,10 +200,13 @@ def submission_space(limits, slot, mounts):
         shutil.rmtree(box, ignore_errors=True)
 
 
-def confine_child(limits, slot, workdir, *, channel, namespaces=False):
+def confine_child(limits, slot, workdir, *, channel, cells, namespaces=False):
     """Apply limits and drop privileges in a freshly forked child, before student code.
 
     Of the descriptors it inherited, it keeps 0-2 and ``channel`` (to its lane) only.
+    ``cells``: how many cells it is to run (replayed ones included), which sets its
+    processor time (``Limits.cpu_seconds``): the bound of a process no interrupt stops,
+    and of the processes it forks, where no cgroup bounds them.
     With ``namespaces`` (its lane could make them, see private_mounts) it gets an IPC
     namespace of its own: SysV shared memory, semaphores and message queues it makes are
     out of other submissions' reach, and go when its processes do.
@@ -212,6 +221,9 @@ def confine_child(limits, slot, workdir, *, channel, namespaces=False):
     file_bytes = limits.file_mb * 2**20
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    seconds = limits.cpu_seconds(cells)
+    # SIGXCPU at the soft limit; SIGKILL a second later, should it be caught.
+    resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
     if os.geteuid() == 0:
         uid = UNPRIVILEGED_UID_BASE + slot
         os.chown(workdir, uid, uid)

@@ -419,13 +419,13 @@ def _child(conn, shell):
         for fd in (0, 1, 2):  # C-level writes must not reach the worker's protocol
             os.dup2(devnull, fd)
         os.close(devnull)
+        cells = job["cells"]
         confine_child(Limits(**job["limits"]), job["slot"], job["workdir"], channel=conn.fileno(),
-                      namespaces=job["namespaces"])
+                      cells=len(job["replay"]) + len(cells) - job["start"], namespaces=job["namespaces"])
         sys.path.insert(0, job["workdir"])  # the assignment's support files
         # Its own folder is the only place it may write: temporary files go there too.
         os.environ["TMPDIR"] = tempfile.tempdir = job["workdir"]
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        cells = job["cells"]
         shell.known_transforms = {source: transformed for source, (transformed, _) in job["transforms"].items()}
         shell.known_awaits = dict(job["transforms"].values())
         for index in job["replay"]:

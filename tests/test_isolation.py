@@ -4,8 +4,10 @@ neither reach the next one nor take more than the limits give it.
 Most run two submissions in sequence on one warm worker (as a grading run does); the
 temporary-folder ones grade a whole batch."""
 import ctypes
+import hashlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -249,6 +251,43 @@ def test_a_student_filling_its_folder_is_stopped_and_the_next_starts_empty(pool)
                 "with open('mine', 'wb') as f:\n    f.write(bytes(4 << 20))\nprint(os.path.getsize('mine') >> 20)",
                 limits=limits, files={"helper.py": "X = 1\n"})
     assert printed(after) == "['helper.py']\n4\n"
+
+
+# --- processor time --------------------------------------------------------------------------------
+
+def test_a_process_spinning_in_c_is_stopped_by_its_processor_time_budget():
+    """The budget (RLIMIT_CPU) holds where no cgroup does: a key derivation in C, which no
+    interrupt stops, is killed once it has used the time its cells could take."""
+    slot, claim = sandbox.claim_slot()
+    workdir = tempfile.mkdtemp(prefix="spin-")
+    limits = Limits(timeout=0.5)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sandbox.confine_child(limits, slot, workdir, channel=2, cells=1)  # 2: nothing more to keep
+            hashlib.pbkdf2_hmac("sha256", b"spin", b"salt", 10**9)  # minutes
+        finally:
+            os._exit(0)
+    try:
+        status = wait_at_most(pid, 30)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        claim.close()
+    assert status is not None, "the spinning process was not stopped"
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL), status
+
+
+def wait_at_most(pid, seconds):
+    """The wait status of ``pid``, or None if it had to be killed after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
 
 
 # --- the temporary folder --------------------------------------------------------------------------
