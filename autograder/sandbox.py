@@ -30,6 +30,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ class Limits:
     processes: int = 64  # processes a submission's user may own
     scratch_mb: int = 256  # what a submission may store in its folder and its /dev/shm, together
     scratch_files: int = 4096  # files and folders it may make there
+    cpus: float = 1.0  # processor cores a submission's processes may keep busy together (cgroup)
 
     def cpu_seconds(self, cells):
         """Processor time each process of a submission may use, when its lane has it run
@@ -95,12 +97,13 @@ def sandbox_scratch(scratch):
     return os.path.join("/tmp", os.path.basename(scratch))
 
 
-def bwrap_command(argv, *, hidden, scratch, expose=()):
+def bwrap_command(argv, *, hidden, scratch, expose=(), writable=()):
     """The bwrap command line that runs ``argv`` confined, with ``scratch`` writable at
     ``sandbox_scratch(scratch)``, where it starts.
 
     ``hidden`` are directories masked by empty tmpfs mounts (course, submissions, output);
-    ``expose`` are paths mounted back read-only (besides the Python installation).
+    ``expose`` are paths mounted back read-only (besides the Python installation);
+    ``writable`` are folders bound writable where they are (the slots' cgroups).
     """
     cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -116,6 +119,8 @@ def bwrap_command(argv, *, hidden, scratch, expose=()):
         for place in sorted({os.path.abspath(path), os.path.realpath(path)}):
             if _mask_over(masks, place) is not None:
                 cmd += _folders_to(masks, place) + ["--ro-bind", os.path.realpath(path), place]
+    for path in writable:
+        cmd += ["--bind", path, path]
     Path(scratch).mkdir(parents=True, exist_ok=True)
     inside = sandbox_scratch(scratch)
     cmd += ["--bind", str(scratch), inside, "--chdir", inside, "--"]
@@ -135,18 +140,24 @@ def _folders_to(masks, place):
     return [option for folder in between for option in ("--perms", "0755", "--dir", str(folder))]
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.unshare.argtypes = [ctypes.c_int]
 CLONE_NEWNS, CLONE_NEWIPC = 0x00020000, 0x08000000
 MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x1000, 0x4000, 0x40000
 MNT_DETACH = 0x2
 SPACE_FOLDERS = ("work", "shm")  # on a submission's tmpfs: its working folder, its /dev/shm
 
 
+@functools.lru_cache(maxsize=None)
+def _libc():
+    """Linux's C library, with the calls Python lacks (3.11 has no os.unshare or mount)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    libc.unshare.argtypes = [ctypes.c_int]
+    return libc
+
+
 def _libc_call(name, *args):
-    if getattr(_libc, name)(*args) != 0:
+    if getattr(_libc(), name)(*args) != 0:
         error = ctypes.get_errno()
         raise OSError(error, f"{name}: {os.strerror(error)}")
 
@@ -156,7 +167,7 @@ def private_mounts():
     where its submissions' spaces are mounted out of the machine's and the other lanes'
     sight; whether it could (root, allowed to make namespaces). Without, submissions get
     plain folders and share /dev/shm and an IPC namespace."""
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 or sys.platform != "linux":
         return False
     try:
         _libc_call("unshare", CLONE_NEWNS)
@@ -200,7 +211,116 @@ def submission_space(limits, slot, mounts):
         shutil.rmtree(box, ignore_errors=True)
 
 
-def confine_child(limits, slot, workdir, *, channel, cells, namespaces=False):
+CGROUP_EMPTYING_WAIT = 2.0  # seconds the processes of a stopped worker have to leave its cgroups
+CGROUP_CONTROLLERS = {  # the cgroup v1 controllers a slot uses, and what is lost without each
+    "memory": "shared memory and files a submission makes do not count against its memory limit",
+    "cpu": "a submission's processes are not held to its share of the processors (Limits.cpus)",
+}
+
+
+class SlotCgroups:
+    """The cgroups (v1) of one executor slot, next to the grading process's own: the
+    grading side makes them and binds them writable into the sandbox (the sandbox sees
+    the rest of /sys read-only); each child of the slot joins them while still root, and
+    its lane sets the job's limits on them. ``folders``: {controller: folder}.
+
+    A slot runs one submission at a time and its sweep ends what a submission leaves, so
+    a slot's cgroup is its submission's. Processes are bounded by the slot's user
+    (RLIMIT_NPROC), which counts the same processes a pids cgroup would.
+    """
+
+    def __init__(self, slot):
+        self.folders = {controller: os.path.join(parent, f"autograder-slot{slot}")
+                        for controller, parent in _own_cgroups().items()}
+        self.limits = None  # those last set
+
+    def create(self):
+        """Make the folders (the grading side, as root); drop those it may not make."""
+        for controller, folder in list(self.folders.items()):
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError:
+                del self.folders[controller]
+        return self
+
+    def usable(self):
+        """Keep the folders this process may move processes into (in the sandbox: those bound)."""
+        self.folders = {controller: folder for controller, folder in self.folders.items()
+                        if os.access(os.path.join(folder, "cgroup.procs"), os.W_OK)}
+        return self
+
+    def missing(self):
+        """What is lost for want of cgroups, in words ("" when nothing is)."""
+        return "; ".join(lost for controller, lost in CGROUP_CONTROLLERS.items() if controller not in self.folders)
+
+    def limit(self, limits):
+        """Set ``limits`` on the slot: memory with the scratch space (tmpfs and shared
+        memory are charged to the cgroup of the process that writes them), and cpus."""
+        if limits == self.limits:
+            return
+        if "memory" in self.folders:
+            _write(self.folders["memory"], "memory.limit_in_bytes", (limits.memory_mb + limits.scratch_mb) * 2**20)
+        if "cpu" in self.folders:
+            period = int(_read(self.folders["cpu"], "cpu.cfs_period_us"))
+            _write(self.folders["cpu"], "cpu.cfs_quota_us", int(limits.cpus * period))
+        self.limits = limits
+
+    def remove(self):
+        """Remove the folders, once the processes in them are gone: those of a worker just
+        killed take a moment to exit."""
+        deadline = time.monotonic() + CGROUP_EMPTYING_WAIT
+        for folder in self.folders.values():
+            while os.path.isdir(folder):
+                try:
+                    os.rmdir(folder)
+                except OSError:  # still in use
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.02)
+
+
+def join_cgroups(folders):
+    """Move the calling process into the cgroups ``folders``."""
+    for folder in folders:
+        _write(folder, "cgroup.procs", 0)
+
+
+def _read(folder, name):
+    with open(os.path.join(folder, name)) as f:
+        return f.read()
+
+
+def _write(folder, name, value):
+    with open(os.path.join(folder, name), "w") as f:
+        f.write(str(value))
+
+
+def _own_cgroups():
+    """{controller: the folder of this process's cgroup} for the controllers of
+    CGROUP_CONTROLLERS mounted here as cgroup v1 hierarchies."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            own = {controller: path for _, controllers, path in (line.rstrip("\n").split(":", 2) for line in f)
+                   for controller in controllers.split(",")}
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        return {}
+    folders = {}
+    for fields in mounts:
+        root, mount, kind = fields[3], fields[4], fields[fields.index("-") + 1:]
+        if kind[0] != "cgroup":
+            continue
+        for controller in kind[2].split(","):
+            if controller not in CGROUP_CONTROLLERS or controller not in own or controller in folders:
+                continue
+            inside = os.path.relpath(own[controller], root)
+            if not inside.startswith(".."):  # else a mount of another part of the hierarchy
+                folders[controller] = os.path.normpath(os.path.join(mount, inside))
+    return folders
+
+
+def confine_child(limits, slot, workdir, *, channel, cells, namespaces=False, cgroups=()):
     """Apply limits and drop privileges in a freshly forked child, before student code.
 
     Of the descriptors it inherited, it keeps 0-2 and ``channel`` (to its lane) only.
@@ -209,12 +329,14 @@ def confine_child(limits, slot, workdir, *, channel, cells, namespaces=False):
     and of the processes it forks, where no cgroup bounds them.
     With ``namespaces`` (its lane could make them, see private_mounts) it gets an IPC
     namespace of its own: SysV shared memory, semaphores and message queues it makes are
-    out of other submissions' reach, and go when its processes do.
+    out of other submissions' reach, and go when its processes do. It joins the slot's
+    ``cgroups`` (folders, SlotCgroups), and all it forks is in them too.
     """
     os.closerange(3, channel)
     os.closerange(channel + 1, os.sysconf("SC_OPEN_MAX"))
     if namespaces:
         _libc_call("unshare", CLONE_NEWIPC)
+    join_cgroups(cgroups)
     current = _address_space_bytes()
     budget = current + limits.memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (budget, budget))

@@ -51,7 +51,8 @@ from traitlets.config import Config  # noqa: E402
 
 from autograder import nbcheck  # noqa: E402
 from autograder.protocol import MessageReader, read_message, write_message  # noqa: E402
-from autograder.sandbox import Limits, Sweeper, confine_child, private_mounts, submission_space  # noqa: E402
+from autograder.sandbox import (Limits, SlotCgroups, Sweeper, confine_child, private_mounts,  # noqa: E402
+                                submission_space)
 
 torch.set_num_threads(1)
 torch.set_num_interop_threads(1)
@@ -421,7 +422,8 @@ def _child(conn, shell):
         os.close(devnull)
         cells = job["cells"]
         confine_child(Limits(**job["limits"]), job["slot"], job["workdir"], channel=conn.fileno(),
-                      cells=len(job["replay"]) + len(cells) - job["start"], namespaces=job["namespaces"])
+                      cells=len(job["replay"]) + len(cells) - job["start"], namespaces=job["namespaces"],
+                      cgroups=job["cgroups"])
         sys.path.insert(0, job["workdir"])  # the assignment's support files
         # Its own folder is the only place it may write: temporary files go there too.
         os.environ["TMPDIR"] = tempfile.tempdir = job["workdir"]
@@ -438,10 +440,12 @@ def _child(conn, shell):
         write_message(stream, {"fatal": f"{type(exc).__name__}: {exc}"})
 
 
-def run_job(zygote, sweeper, job, slot, shell, mounts=False):
+def run_job(zygote, sweeper, job, slot, shell, *, mounts, cgroups):
     """Run one submission's cells in forked children; never raises for student faults.
-    ``mounts``: whether this lane has a mount namespace of its own (private_mounts)."""
+    ``mounts``: whether this lane has a mount namespace of its own (private_mounts);
+    ``cgroups``: the slot's (SlotCgroups)."""
     limits = Limits(**job.get("limits", {}))
+    cgroups.limit(limits)
     cells = job["cells"]
     results = [None] * len(cells)
     notes = []
@@ -458,6 +462,7 @@ def run_job(zygote, sweeper, job, slot, shell, mounts=False):
                 task = {"cells": cells, "transforms": transforms, "start": start, "limits": job.get("limits", {}),
                         "tests": job.get("tests", []),
                         "slot": slot, "workdir": workdir, "namespaces": mounts,
+                        "cgroups": list(cgroups.folders.values()),
                         "replay": [i for i in range(start) if results[i]["status"] == "ok"]}
                 start = _run_child(zygote, task, limits, results)
                 if start < len(cells):
@@ -559,11 +564,11 @@ def serve(reader, writer, shell, slot, private_fds=()):
     if os.geteuid() == 0 and not mounts:
         print("warning: the executor may not make namespaces: submissions share /dev/shm and SysV IPC, "
               "and their folders are not bounded in size", file=sys.stderr)
-    zygote, sweeper = Zygote(shell, private_fds), Sweeper()
+    zygote, sweeper, cgroups = Zygote(shell, private_fds), Sweeper(), SlotCgroups(slot).usable()
     write_message(writer, {"ready": True, "pid": os.getpid(), "nbcheck": nbcheck.__file__})
     while (job := read_message(reader)) is not None:
         try:
-            reply = run_job(zygote, sweeper, job, slot, shell, mounts)
+            reply = run_job(zygote, sweeper, job, slot, shell, mounts=mounts, cgroups=cgroups)
         except Exception as exc:  # a fault of the executor itself: report it, stay up
             reply = {"error": "".join(traceback.format_exception(exc))}
         write_message(writer, reply)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from autograder import sandbox
-from autograder.execution import WarmPool
+from autograder.execution import WarmLanes, WarmPool
 from autograder.sandbox import Limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
@@ -159,6 +159,29 @@ def test_shared_memory_left_by_a_student_is_gone_for_the_next(pool):
         remove_segment(SHM_KEY)
 
 
+@root_only
+def test_shared_memory_counts_against_the_memory_limit(sandboxed):
+    """SysV segments are outside the address-space limit: a student makes 1 GiB of them,
+    attaching one 64 MiB segment at a time. The slot's memory cgroup stops it; the next
+    cell and the next student run."""
+    if "memory" not in sandbox.SlotCgroups(0).folders:
+        pytest.skip("no cgroup v1 memory controller here")
+    hoard = (LIBC + "made = []\n"
+             "for i in range(16):\n"
+             "    segment = libc.shmget(0, 64 << 20, IPC_CREAT | 0o600)\n"
+             "    address = libc.shmat(segment, None, 0)\n"
+             "    ctypes.memset(address, 1, 64 << 20)\n"
+             "    libc.shmdt(address)\n"
+             "    made.append(segment)\n"
+             "print(len(made) * 64, 'MiB resident')")
+    limits = Limits(timeout=30, memory_mb=256, scratch_mb=64)
+    result = run(sandboxed, hoard, "print('after')", limits=limits)
+    assert result.cells[0]["status"] == "crashed", result.cells[0]["outputs"]
+    assert printed(result, 1) == "after\n"
+    after = run(sandboxed, "blob = bytearray(200 << 20)\nprint(len(blob) >> 20)", limits=limits)
+    assert printed(after) == "200\n"
+
+
 # --- inherited descriptors -------------------------------------------------------------------------
 
 def write_to_every_descriptor(marker):
@@ -255,6 +278,68 @@ def test_a_student_filling_its_folder_is_stopped_and_the_next_starts_empty(pool)
 
 # --- processor time --------------------------------------------------------------------------------
 
+# Both measure the processor time they get, per second, over the same two seconds.
+SPINNERS = """
+import os, signal, time
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        with open(f'/proc/{pid}/stat') as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf('SC_CLK_TCK')
+spinners = []
+for _ in range(16):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            while True:
+                pass
+        finally:
+            os._exit(0)
+    spinners.append(pid)
+time.sleep(0.5)
+cpu, wall = cpu_seconds(spinners), time.monotonic()
+time.sleep(2)
+share = (cpu_seconds(spinners) - cpu) / (time.monotonic() - wall)
+for pid in spinners:
+    os.kill(pid, signal.SIGKILL)
+print(round(share, 2))
+"""
+SPINNING_ALONE = """
+import time
+time.sleep(0.5)
+cpu, wall = time.process_time(), time.monotonic()
+while time.monotonic() - wall < 2:
+    pass
+print(round((time.process_time() - cpu) / (time.monotonic() - wall), 2))
+"""
+
+
+@root_only
+def test_busy_children_do_not_starve_a_student_graded_alongside():
+    """Sixteen busy processes of one student, on one lane, get together no more processor
+    time than the cpus limit, and no more than a few times what one busy process of a
+    student on the other lane gets (all of a worker's processes would otherwise share one
+    scheduling group: the one would get a seventeenth)."""
+    if "cpu" not in sandbox.SlotCgroups(0).folders:
+        pytest.skip("no cgroup v1 cpu controller here")
+    limits = Limits(timeout=10, memory_mb=512, cpus=0.5)
+    lanes = WarmLanes(2, hidden=[ROOT])
+    pools = [WarmPool(hidden=[ROOT], lanes=[lane]) for lane in lanes.lanes]
+    try:
+        for pool in pools:
+            printed(run(pool, "print('warm')"))
+        hog, alone = [pool.submit([cell], {}, limits) for pool, cell in zip(pools, (SPINNERS, SPINNING_ALONE))]
+        hog, alone = float(printed(hog.result(timeout=300))), float(printed(alone.result(timeout=300)))
+    finally:
+        for pool in pools:
+            pool.close()
+        lanes.close()
+    assert hog <= limits.cpus * 1.25, hog  # the quota holds per 100 ms period, to a tick
+    assert hog <= 3 * alone, (hog, alone)
+
+
 def test_a_process_spinning_in_c_is_stopped_by_its_processor_time_budget():
     """The budget (RLIMIT_CPU) holds where no cgroup does: a key derivation in C, which no
     interrupt stops, is killed once it has used the time its cells could take."""
@@ -264,7 +349,7 @@ def test_a_process_spinning_in_c_is_stopped_by_its_processor_time_budget():
     pid = os.fork()
     if pid == 0:
         try:
-            sandbox.confine_child(limits, slot, workdir, channel=2, cells=1)  # 2: nothing more to keep
+            sandbox.confine_child(limits, slot, workdir, channel=2, cells=1)  # stderr: no channel to keep
             hashlib.pbkdf2_hmac("sha256", b"spin", b"salt", 10**9)  # minutes
         finally:
             os._exit(0)
