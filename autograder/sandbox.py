@@ -38,6 +38,11 @@ UNPRIVILEGED_UID_BASE = 61000  # one uid per executor slot: 61000, 61001, ...
 MAX_SLOTS = 1000
 
 
+def slot_user(slot):
+    """The user id a slot's submissions run as, when the executor runs as root."""
+    return UNPRIVILEGED_UID_BASE + slot
+
+
 @dataclass(frozen=True)
 class Limits:
     timeout: float = 10.0  # seconds per cell
@@ -198,7 +203,7 @@ def submission_space(limits, slot, mounts):
             work, shm = (os.path.join(box, name) for name in SPACE_FOLDERS)
             for folder in (work, shm):
                 os.mkdir(folder, 0o700)
-            uid = UNPRIVILEGED_UID_BASE + slot
+            uid = slot_user(slot)
             os.chown(shm, uid, uid)  # the working folder is handed over by confine_child
             _libc_call("mount", shm.encode(), b"/dev/shm", None, MS_BIND, None)
             try:
@@ -219,7 +224,7 @@ CGROUP_CONTROLLERS = {  # the cgroup v1 controllers a slot uses, and what is los
 
 
 class SlotCgroups:
-    """The cgroups (v1) of one executor slot, next to the grading process's own: the
+    """The cgroups (v1) of one executor slot, beneath the grading process's own: the
     grading side makes them and binds them writable into the sandbox (the sandbox sees
     the rest of /sys read-only); each child of the slot joins them while still root, and
     its lane sets the job's limits on them. ``folders``: {controller: folder}.
@@ -347,7 +352,7 @@ def confine_child(limits, slot, workdir, *, channel, cells, namespaces=False, cg
     # SIGXCPU at the soft limit; SIGKILL a second later, should it be caught.
     resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
     if os.geteuid() == 0:
-        uid = UNPRIVILEGED_UID_BASE + slot
+        uid = slot_user(slot)
         os.chown(workdir, uid, uid)
         os.chmod(workdir, 0o700)
         os.setgroups([])
@@ -373,7 +378,7 @@ class Sweeper:
 
     def sweep(self, slot):
         if self.proc is not None:
-            self.proc.stdin.write(f"{UNPRIVILEGED_UID_BASE + slot}\n")
+            self.proc.stdin.write(f"{slot_user(slot)}\n")
             self.proc.stdin.flush()
             if not self.proc.stdout.readline():
                 raise RuntimeError("the sweeper process died")
