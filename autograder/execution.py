@@ -6,6 +6,7 @@ cell, a status (ok, error, timeout, memory, crashed, not run), its nbformat outp
 its duration. Neither decides a grade: scoring reads the recorded observations.
 """
 import concurrent.futures
+import functools
 import logging
 import os
 import queue
@@ -41,30 +42,41 @@ def _use_sandbox(use_sandbox):
     return use_sandbox
 
 
-def _worker_process(args, *, hidden, scratch, use_sandbox, **popen):
-    """Start ``python -m autograder.warm_worker ARGS``, confined when ``use_sandbox``."""
-    argv = [_interpreter(), "-m", "autograder.warm_worker", *args]
+@functools.cache
+def _warn_once(message):
+    log.warning(message)
+
+
+def _slot_cgroups(slot):
+    """The slot's cgroups, made now (the first time); a warning says what is lost where they cannot be."""
+    cgroups = sandbox.SlotCgroups(slot).create()
+    if os.geteuid() != 0:
+        _warn_once("the executor does not run as root: submissions run as the grader's user, share /dev/shm and "
+                   "SysV IPC, their folders are bounded only per file, and they are in no cgroup")
+    elif cgroups.missing():
+        _warn_once(f"no usable cgroup v1 controller for the executor: {cgroups.missing()}")
+    return cgroups
+
+
+def _worker_process(args, *, hidden, scratch, use_sandbox, cgroups, **popen):
+    """Start ``python -m autograder.warm_worker ARGS``, confined when ``use_sandbox``,
+    with the slots' ``cgroups`` (SlotCgroups) writable."""
+    argv = [sys.executable, "-m", "autograder.warm_worker", *args]
+    tmpdir = scratch
     if use_sandbox:
         # The course directory is hidden; the grading package holds no secrets and is
         # mounted back for the worker to import.
-        argv = sandbox.bwrap_command(argv, hidden=list(hidden) + [str(PACKAGE_DIR.parent)],
-                                     scratch=scratch, expose=[str(PACKAGE_DIR)])
-    env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent), TMPDIR=scratch, PYTHONDONTWRITEBYTECODE="1")
+        argv = sandbox.bwrap_command(argv, hidden=list(hidden) + [str(PACKAGE_DIR.parent)], scratch=scratch,
+                                     expose=[str(PACKAGE_DIR)],
+                                     writable=[folder for slot in cgroups for folder in slot.folders.values()])
+        tmpdir = sandbox.sandbox_scratch(scratch)
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent), TMPDIR=tmpdir, PYTHONDONTWRITEBYTECODE="1")
     # Every submission's process is a fork of the warm one, and a fork copies its page
     # table: glibc's heap (half the warm memory) in transparent huge pages has 512 times
     # fewer entries to copy and to tear down. A glibc
     # without the tunable ignores it.
     env["GLIBC_TUNABLES"] = ":".join(filter(None, [os.environ.get("GLIBC_TUNABLES"), "glibc.malloc.hugetlb=1"]))
     return subprocess.Popen(argv, env=env, cwd=scratch, **popen)
-
-
-def _interpreter():
-    """This Python, named inside its real installation: a venv reached through a link that
-    lies in a folder the sandbox hides must still start there."""
-    folder, name = os.path.split(sys.executable)
-    if os.path.realpath(folder) == os.path.realpath(os.path.join(sys.prefix, "bin")):
-        return os.path.join(os.path.realpath(sys.prefix), "bin", name)
-    return sys.executable
 
 
 def _scratch(prefix):
@@ -84,12 +96,13 @@ class WarmLanes:
 
     def __init__(self, count, *, hidden=(), use_sandbox=None, optimizers=True):
         self.claims = [sandbox.claim_slot() for _ in range(count)]
+        self.cgroups = [_slot_cgroups(slot) for slot, _ in self.claims]
         self.scratch = _scratch("autograder-lanes-")
         pairs = [socket.socketpair() for _ in range(count)]
         args = ["--lanes", *(f"{slot}:{theirs.fileno()}" for (slot, _), (_, theirs) in zip(self.claims, pairs))]
         args += [] if optimizers else ["--no-optimizer-warm-up"]
         self.proc = _worker_process(args, hidden=hidden, scratch=self.scratch, use_sandbox=_use_sandbox(use_sandbox),
-                                    pass_fds=[theirs.fileno() for _, theirs in pairs],
+                                    cgroups=self.cgroups, pass_fds=[theirs.fileno() for _, theirs in pairs],
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         for _, theirs in pairs:
             theirs.close()
@@ -101,6 +114,8 @@ class WarmLanes:
         self.proc.kill()
         self.proc.wait()
         shutil.rmtree(self.scratch, ignore_errors=True)
+        for cgroups in self.cgroups:
+            cgroups.remove()
         for _, claim in self.claims:
             claim.close()
 
@@ -152,9 +167,10 @@ class _Worker:
             # The slot names the user id this worker's children run as; it is claimed
             # machine-wide, so concurrent grading runs never share one.
             self.slot, self._claim = sandbox.claim_slot()
-            self.lane = None
-        else:  # claimed by the WarmLanes' owner
+            self.lane, self.cgroups = None, _slot_cgroups(self.slot)
+        else:  # claimed, and its cgroups made, by the WarmLanes' owner (for a process of our own, should it fail)
             (self.slot, self.lane), self._claim = lane, None
+            self.cgroups = sandbox.SlotCgroups(self.slot).create()
         self.pool, self.proc, self.ready = pool, None, False
         self.reader = self.writer = None
         self.scratch = _scratch(f"autograder-slot{self.slot}-")
@@ -166,7 +182,7 @@ class _Worker:
             return
         if self.proc is None or self.proc.poll() is not None:
             self.proc = _worker_process([str(self.slot)], hidden=self.pool.hidden, scratch=self.scratch,
-                                        use_sandbox=self.pool.use_sandbox,
+                                        use_sandbox=self.pool.use_sandbox, cgroups=[self.cgroups],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             self.reader, self.writer, self.ready = self.proc.stdout, self.proc.stdin, False
 
@@ -212,6 +228,7 @@ class _Worker:
         self.stop()
         shutil.rmtree(self.scratch, ignore_errors=True)
         if self._claim is not None:
+            self.cgroups.remove()
             self._claim.close()
 
 

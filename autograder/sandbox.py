@@ -1,18 +1,28 @@
 """Confinement of untrusted student code.
 
-Two layers:
+Three layers:
 
 * ``bwrap_command`` wraps a whole executor process in bubblewrap: no network, its own
   PID namespace, the file system read-only, and the course directory, the submissions,
   the outputs, the home directory and /tmp hidden behind empty tmpfs mounts (only the
   Python installation is mounted back, read-only).
-* ``confine_child`` runs in each forked child before any student code: resource
-  limits (address space, processes, file size, CPU time) and, when the executor runs
-  as root, a switch to an unprivileged user of its own so that a student cannot signal,
+* ``submission_space`` gives each submission, when the executor runs as root, a folder
+  on a tmpfs of its own, bounded in size and files, which is also its /dev/shm, in a
+  mount namespace of its lane's (``private_mounts``); it goes when the submission ends.
+* ``confine_child`` runs in each forked child before any student code: no inherited
+  descriptor but its channel, resource limits (address space, processor time,
+  processes, file size) and, when the executor runs as root, an IPC namespace of its
+  own and a switch to an unprivileged user of its own so that a student cannot signal,
   trace or read another student's process or files.
+
+Without root a submission gets a plain folder and shares /dev/shm and SysV IPC with the
+others; without bubblewrap the file system and the network are open.
 """
+import contextlib
+import ctypes
 import fcntl
 import functools
+import math
 import os
 import resource
 import shutil
@@ -20,6 +30,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +40,25 @@ UNPRIVILEGED_UID_BASE = 61000  # one uid per executor slot: 61000, 61001, ...
 MAX_SLOTS = 1000
 
 
+def slot_user(slot):
+    """The user id a slot's submissions run as, when the executor runs as root."""
+    return UNPRIVILEGED_UID_BASE + slot
+
+
 @dataclass(frozen=True)
 class Limits:
     timeout: float = settings.TIMEOUT  # seconds per cell
     memory_mb: int = settings.MEMORY_MB  # address space a submission may add to the warm process
     file_mb: int = settings.FILE_MB
     processes: int = settings.PROCESSES  # counted per user: this submission's processes
+    scratch_mb: int = settings.SCRATCH_MB
+    scratch_files: int = settings.SCRATCH_FILES
+    cpus: float = settings.CPUS
+
+    def cpu_seconds(self, cells):
+        """Processor time each process of a submission may use, when its lane has it run
+        ``cells`` cells: their time limits, and one more for what runs around them."""
+        return math.ceil(self.timeout * (cells + 1))
 
 
 @functools.lru_cache(maxsize=None)
@@ -52,7 +76,9 @@ def claim_slot():
 
     The lock is released when the file is closed, or when the process ends.
     """
-    folder = Path(tempfile.gettempdir()) / "autograder-slots"
+    # Not under TMPDIR: two runs with different temporary folders must not take one slot
+    # (its user, its cgroups). Without root a slot names nothing shared: a folder per user.
+    folder = Path("/tmp/autograder-slots" + ("" if os.geteuid() == 0 else f"-{os.geteuid()}"))
     folder.mkdir(mode=0o700, exist_ok=True)
     for slot in range(MAX_SLOTS):
         claim = open(folder / f"{slot}.lock", "w")
@@ -65,17 +91,26 @@ def claim_slot():
 
 
 def _exposed_paths():
-    """What the executor must still read inside the sandbox: the Python installation."""
+    """What the executor must still read inside the sandbox: the Python installation, as
+    the worker names it (a venv reached through a symlink keeps its name)."""
     paths = {sys.prefix, sys.base_prefix, sysconfig.get_paths()["stdlib"],
              sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    return sorted({os.path.realpath(p) for p in paths if os.path.exists(p)})
+    return sorted(p for p in paths if os.path.exists(p))
 
 
-def bwrap_command(argv, *, hidden, scratch, expose=()):
-    """The bwrap command line that runs ``argv`` confined, with ``scratch`` writable.
+def sandbox_scratch(scratch):
+    """Where the folder ``scratch`` appears inside the sandbox: under its own /tmp, whatever
+    the folders above it outside, which the per-slot users may not be allowed to cross."""
+    return os.path.join("/tmp", os.path.basename(scratch))
+
+
+def bwrap_command(argv, *, hidden, scratch, expose=(), writable=()):
+    """The bwrap command line that runs ``argv`` confined, with ``scratch`` writable at
+    ``sandbox_scratch(scratch)``, where it starts.
 
     ``hidden`` are directories masked by empty tmpfs mounts (course, submissions, output);
-    ``expose`` are paths mounted back read-only (besides the Python installation).
+    ``expose`` are paths mounted back read-only (besides the Python installation);
+    ``writable`` are folders bound writable where they are (the slots' cgroups).
     """
     cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -85,32 +120,241 @@ def bwrap_command(argv, *, hidden, scratch, expose=()):
     for path in sorted(masks, key=len):
         cmd += ["--perms", "0755", "--tmpfs", path]
     # Mount back what a mask covered: a venv inside the course dir or /tmp, a pyenv
-    # Python under the home directory, the grading package.
-    for path in sorted(set(_exposed_paths()) | {os.path.realpath(p) for p in expose}):
-        mask = max((m for m in masks if path.startswith(m + os.sep)), key=len, default=None)
-        if mask is None:
-            continue
-        # bwrap would create the directories in between with mode 0700, closed to the
-        # unprivileged user the children switch to.
-        between = Path(path).relative_to(mask).parents
-        for parent in sorted((Path(mask) / p for p in between if str(p) != "."), key=lambda p: len(p.parts)):
-            cmd += ["--perms", "0755", "--dir", str(parent)]
-        cmd += ["--ro-bind", path, path]
+    # Python under the home directory, the grading package; at its real place and at the
+    # name the worker knows it by.
+    for path in sorted(set(_exposed_paths()) | set(expose)):
+        for place in sorted({os.path.abspath(path), os.path.realpath(path)}):
+            if _mask_over(masks, place) is not None:
+                cmd += _folders_to(masks, place) + ["--ro-bind", os.path.realpath(path), place]
+    for path in writable:
+        cmd += ["--bind", path, path]
     Path(scratch).mkdir(parents=True, exist_ok=True)
-    cmd += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--"]
+    inside = sandbox_scratch(scratch)
+    cmd += ["--bind", str(scratch), inside, "--chdir", inside, "--"]
     return cmd + list(argv)
 
 
-def confine_child(limits, slot, workdir):
-    """Apply limits and drop privileges in a freshly forked child, before student code."""
+def _mask_over(masks, place):
+    return max((m for m in masks if place.startswith(m + os.sep)), key=len, default=None)
+
+
+def _folders_to(masks, place):
+    """Options that make the folders between ``place`` and the mask over it: bwrap would
+    make them with mode 0700, closed to the unprivileged users the children switch to."""
+    mask = _mask_over(masks, place)
+    between = sorted((Path(mask) / p for p in Path(place).relative_to(mask).parents if str(p) != "."),
+                     key=lambda p: len(p.parts))
+    return [option for folder in between for option in ("--perms", "0755", "--dir", str(folder))]
+
+
+CLONE_NEWNS, CLONE_NEWIPC = 0x00020000, 0x08000000
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x1000, 0x4000, 0x40000
+MNT_DETACH = 0x2
+SPACE_FOLDERS = ("work", "shm")  # on a submission's tmpfs: its working folder, its /dev/shm
+
+
+@functools.lru_cache(maxsize=None)
+def _libc():
+    """Linux's C library, with the calls Python lacks (3.11 has no os.unshare or mount)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    libc.unshare.argtypes = [ctypes.c_int]
+    return libc
+
+
+def _libc_call(name, *args):
+    if getattr(_libc(), name)(*args) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{name}: {os.strerror(error)}")
+
+
+def private_mounts():
+    """Give this process (a lane, before it forks its zygote) a mount namespace of its own,
+    where its submissions' spaces are mounted out of the machine's and the other lanes'
+    sight; whether it could (root, allowed to make namespaces). Without, submissions get
+    plain folders and share /dev/shm and an IPC namespace."""
+    if os.geteuid() != 0 or sys.platform != "linux":
+        return False
+    try:
+        _libc_call("unshare", CLONE_NEWNS)
+        _libc_call("mount", None, b"/", None, MS_REC | MS_PRIVATE, None)
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def submission_space(limits, slot, mounts):
+    """A submission's working folder, in TMPDIR.
+
+    With ``mounts`` (private_mounts) it is on a tmpfs of its own, bounded in size and in
+    files (``limits.scratch_mb``, ``scratch_files``), which also holds the /dev/shm its
+    processes see; it goes, with all it holds, when the submission ends. Without, it is a
+    plain folder, where only the size of each file is bounded (``limits.file_mb``).
+    """
+    box = tempfile.mkdtemp(prefix="submission-")
+    try:
+        if not mounts:
+            yield box
+            return
+        # The tmpfs counts its own folders among its inodes.
+        options = f"size={limits.scratch_mb}m,nr_inodes={limits.scratch_files + 1 + len(SPACE_FOLDERS)},mode=0711"
+        _libc_call("mount", b"tmpfs", box.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options.encode())
+        try:
+            work, shm = (os.path.join(box, name) for name in SPACE_FOLDERS)
+            for folder in (work, shm):
+                os.mkdir(folder, 0o700)
+            uid = slot_user(slot)
+            os.chown(shm, uid, uid)  # the working folder is handed over by confine_child
+            _libc_call("mount", shm.encode(), b"/dev/shm", None, MS_BIND, None)
+            try:
+                yield work
+            finally:
+                _libc_call("umount2", b"/dev/shm", MNT_DETACH)
+        finally:
+            _libc_call("umount2", box.encode(), MNT_DETACH)
+    finally:
+        shutil.rmtree(box, ignore_errors=True)
+
+
+CGROUP_EMPTYING_WAIT = 2.0  # seconds the processes of a stopped worker have to leave its cgroups
+CGROUP_CONTROLLERS = {  # the cgroup v1 controllers a slot uses, and what is lost without each
+    "memory": "shared memory and files a submission makes do not count against its memory limit",
+    "cpu": "a submission's processes are not held to its share of the processors (Limits.cpus)",
+}
+
+
+class SlotCgroups:
+    """The cgroups (v1) of one executor slot, beneath the grading process's own: the
+    grading side makes them and binds them writable into the sandbox (the sandbox sees
+    the rest of /sys read-only); each child of the slot joins them while still root, and
+    its lane sets the job's limits on them. ``folders``: {controller: folder}.
+
+    A slot runs one submission at a time and its sweep ends what a submission leaves, so
+    a slot's cgroup is its submission's. Processes are bounded by the slot's user
+    (RLIMIT_NPROC), which counts the same processes a pids cgroup would.
+    """
+
+    def __init__(self, slot):
+        self.folders = {controller: os.path.join(parent, f"autograder-slot{slot}")
+                        for controller, parent in _own_cgroups().items()}
+        self.limits = None  # those last set
+
+    def create(self):
+        """Make the folders (the grading side, as root); drop those it may not make."""
+        for controller, folder in list(self.folders.items()):
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError:
+                del self.folders[controller]
+        return self
+
+    def usable(self):
+        """Keep the folders this process may move processes into (in the sandbox: those bound)."""
+        self.folders = {controller: folder for controller, folder in self.folders.items()
+                        if os.access(os.path.join(folder, "cgroup.procs"), os.W_OK)}
+        return self
+
+    def missing(self):
+        """What is lost for want of cgroups, in words ("" when nothing is)."""
+        return "; ".join(lost for controller, lost in CGROUP_CONTROLLERS.items() if controller not in self.folders)
+
+    def limit(self, limits):
+        """Set ``limits`` on the slot: memory with the scratch space (tmpfs and shared
+        memory are charged to the cgroup of the process that writes them), and cpus."""
+        if limits == self.limits:
+            return
+        if "memory" in self.folders:
+            _write(self.folders["memory"], "memory.limit_in_bytes", (limits.memory_mb + limits.scratch_mb) * 2**20)
+        if "cpu" in self.folders:
+            period = int(_read(self.folders["cpu"], "cpu.cfs_period_us"))
+            _write(self.folders["cpu"], "cpu.cfs_quota_us", int(limits.cpus * period))
+        self.limits = limits
+
+    def remove(self):
+        """Remove the folders, once the processes in them are gone: those of a worker just
+        killed take a moment to exit."""
+        deadline = time.monotonic() + CGROUP_EMPTYING_WAIT
+        for folder in self.folders.values():
+            while os.path.isdir(folder):
+                try:
+                    os.rmdir(folder)
+                except OSError:  # still in use
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.02)
+
+
+def join_cgroups(folders):
+    """Move the calling process into the cgroups ``folders``."""
+    for folder in folders:
+        _write(folder, "cgroup.procs", 0)
+
+
+def _read(folder, name):
+    with open(os.path.join(folder, name)) as f:
+        return f.read()
+
+
+def _write(folder, name, value):
+    with open(os.path.join(folder, name), "w") as f:
+        f.write(str(value))
+
+
+def _own_cgroups():
+    """{controller: the folder of this process's cgroup} for the controllers of
+    CGROUP_CONTROLLERS mounted here as cgroup v1 hierarchies."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            own = {controller: path for _, controllers, path in (line.rstrip("\n").split(":", 2) for line in f)
+                   for controller in controllers.split(",")}
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        return {}
+    folders = {}
+    for fields in mounts:
+        root, mount, kind = fields[3], fields[4], fields[fields.index("-") + 1:]
+        if kind[0] != "cgroup":
+            continue
+        for controller in kind[2].split(","):
+            if controller not in CGROUP_CONTROLLERS or controller not in own or controller in folders:
+                continue
+            inside = os.path.relpath(own[controller], root)
+            if not inside.startswith(".."):  # else a mount of another part of the hierarchy
+                folders[controller] = os.path.normpath(os.path.join(mount, inside))
+    return folders
+
+
+def confine_child(limits, slot, workdir, *, channel, cells, namespaces=False, cgroups=()):
+    """Apply limits and drop privileges in a freshly forked child, before student code.
+
+    Of the descriptors it inherited, it keeps 0-2 and ``channel`` (to its lane) only.
+    ``cells``: how many cells it is to run (replayed ones included), which sets its
+    processor time (``Limits.cpu_seconds``): the bound of a process no interrupt stops,
+    and of the processes it forks, where no cgroup bounds them.
+    With ``namespaces`` (its lane could make them, see private_mounts) it gets an IPC
+    namespace of its own: SysV shared memory, semaphores and message queues it makes are
+    out of other submissions' reach, and go when its processes do. It joins the slot's
+    ``cgroups`` (folders, SlotCgroups), and all it forks is in them too.
+    """
+    os.closerange(3, channel)
+    os.closerange(channel + 1, os.sysconf("SC_OPEN_MAX"))
+    if namespaces:
+        _libc_call("unshare", CLONE_NEWIPC)
+    join_cgroups(cgroups)
     current = _address_space_bytes()
     budget = current + limits.memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (budget, budget))
     file_bytes = limits.file_mb * 2**20
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    seconds = limits.cpu_seconds(cells)
+    # SIGXCPU at the soft limit; SIGKILL a second later, should it be caught.
+    resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
     if os.geteuid() == 0:
-        uid = UNPRIVILEGED_UID_BASE + slot
+        uid = slot_user(slot)
         os.chown(workdir, uid, uid)
         os.chmod(workdir, 0o700)
         os.setgroups([])
@@ -136,7 +380,7 @@ class Sweeper:
 
     def sweep(self, slot):
         if self.proc is not None:
-            self.proc.stdin.write(f"{UNPRIVILEGED_UID_BASE + slot}\n")
+            self.proc.stdin.write(f"{slot_user(slot)}\n")
             self.proc.stdin.flush()
             if not self.proc.stdout.readline():
                 raise RuntimeError("the sweeper process died")

@@ -29,7 +29,6 @@ import ast  # noqa: E402
 import codeop  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
-import shutil  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
@@ -48,10 +47,12 @@ from IPython.core.displayhook import DisplayHook  # noqa: E402
 from IPython.core.displaypub import DisplayPublisher  # noqa: E402
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 from traitlets import Type  # noqa: E402
+from traitlets.config import Config  # noqa: E402
 
 from autograder import nbcheck, protocol, warden  # noqa: E402
 from autograder.protocol import MessageReader, read_message, write_message  # noqa: E402
-from autograder.sandbox import Limits, Sweeper, confine_child  # noqa: E402
+from autograder.sandbox import (Limits, SlotCgroups, Sweeper, confine_child, private_mounts,  # noqa: E402
+                                submission_space)
 
 torch.set_num_threads(1)
 torch.set_num_interop_threads(1)
@@ -291,8 +292,10 @@ def _ahead(shell, source):
 
 
 def make_shell():
-    shell = GradingShell.instance(history_length=0, colors="nocolor")
-    shell.history_manager.enabled = False
+    # History off from the start: an enabled history manager opens its sqlite file (and
+    # starts a thread) as it is made, and every child would inherit that descriptor.
+    shell = GradingShell.instance(config=Config(HistoryManager={"enabled": False}), history_length=0,
+                                  colors="nocolor")
     shell.enable_matplotlib("inline")
     shell.pristine_transformers = shell.transformers()
     shell.compile.usable = lambda: not shell.ast_transformers and shell.ast_node_interactivity == "last_expr"
@@ -462,12 +465,15 @@ def _child(conn, shell):
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):  # C-level writes must not reach the worker's protocol
             os.dup2(devnull, fd)
-        confine_child(Limits(**job["limits"]), job["slot"], job["workdir"])
+        os.close(devnull)
+        cells = job["cells"]
+        confine_child(Limits(**job["limits"]), job["slot"], job["workdir"], channel=conn.fileno(),
+                      cells=len(job["replay"]) + len(cells) - job["start"], namespaces=job["namespaces"],
+                      cgroups=job["cgroups"])
         sys.path.insert(0, job["workdir"])  # the assignment's support files
         # Its own folder is the only place it may write: temporary files go there too.
         os.environ["TMPDIR"] = tempfile.tempdir = job["workdir"]
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        cells = job["cells"]
         shell.known_transforms = {source: transformed for source, (transformed, _) in job["transforms"].items()}
         shell.known_awaits = dict(job["transforms"].values())
         tests = {int(index): names for index, names in job["tests"].items()}
@@ -482,39 +488,42 @@ def _child(conn, shell):
         write_message(stream, {"fatal": f"{type(exc).__name__}: {exc}"})
 
 
-def run_job(zygote, sweeper, job, slot, shell):
-    """Run one submission's cells in forked children; never raises for student faults."""
+def run_job(zygote, sweeper, job, slot, shell, *, mounts, cgroups):
+    """Run one submission's cells in forked children; never raises for student faults.
+    ``mounts``: whether this lane has a mount namespace of its own (private_mounts);
+    ``cgroups``: the slot's (SlotCgroups)."""
     limits = Limits(**job.get("limits", {}))
+    cgroups.limit(limits)
     cells = job["cells"]
     results = [None] * len(cells)
     notes = []
-    workdir = tempfile.mkdtemp(prefix="submission-")
-    for name, text in job.get("files", {}).items():
-        with open(os.path.join(workdir, name), "w") as f:
-            f.write(text)
-    started = time.perf_counter()
-    tests = {str(index): _check_names(cells[index]) for index in job.get("tests", ())}
-    modules = sorted(warden.imported_modules(cells[int(index)] for index in tests))
-    transforms = static_transforms(shell, cells)
-    zygote.learn(cells, job.get("shared", ()), transforms)
-    start, restarts = 0, 0
-    try:
-        while start < len(cells):
-            task = {"cells": cells, "transforms": transforms, "start": start, "limits": job.get("limits", {}),
-                    "tests": tests, "test_modules": modules,
-                    "slot": slot, "workdir": workdir,
-                    "replay": [i for i in range(start) if results[i]["status"] == "ok"]}
-            start = _run_child(zygote, task, limits, results)
-            if start < len(cells):
-                restarts += 1
-                if restarts > MAX_RESTARTS:
-                    for i in range(start, len(cells)):
-                        results[i] = {"status": "not run", "outputs": [], "seconds": 0.0}
-                    notes.append(f"gave up after {MAX_RESTARTS} crashes; later cells were not run")
-                    break
-    finally:
-        sweeper.sweep(slot)
-        shutil.rmtree(workdir, ignore_errors=True)
+    with submission_space(limits, slot, mounts) as workdir:
+        for name, text in job.get("files", {}).items():
+            with open(os.path.join(workdir, name), "w") as f:
+                f.write(text)
+        started = time.perf_counter()
+        tests = {str(index): _check_names(cells[index]) for index in job.get("tests", ())}
+        modules = sorted(warden.imported_modules(cells[int(index)] for index in tests))
+        transforms = static_transforms(shell, cells)
+        zygote.learn(cells, job.get("shared", ()), transforms)
+        start, restarts = 0, 0
+        try:
+            while start < len(cells):
+                task = {"cells": cells, "transforms": transforms, "start": start, "limits": job.get("limits", {}),
+                        "tests": tests, "test_modules": modules,
+                        "slot": slot, "workdir": workdir, "namespaces": mounts,
+                        "cgroups": list(cgroups.folders.values()),
+                        "replay": [i for i in range(start) if results[i]["status"] == "ok"]}
+                start = _run_child(zygote, task, limits, results)
+                if start < len(cells):
+                    restarts += 1
+                    if restarts > MAX_RESTARTS:
+                        for i in range(start, len(cells)):
+                            results[i] = {"status": "not run", "outputs": [], "seconds": 0.0}
+                        notes.append(f"gave up after {MAX_RESTARTS} crashes; later cells were not run")
+                        break
+        finally:
+            sweeper.sweep(slot)
     return {"cells": results, "notes": notes, "seconds": time.perf_counter() - started}
 
 
@@ -607,11 +616,16 @@ def _death_reason(status):
 
 def serve(reader, writer, shell, slot, private_fds=()):
     """Answer one grading process's jobs until it closes the channel."""
-    zygote, sweeper = Zygote(shell, private_fds), Sweeper()
+    # Before the zygote: its children must see the spaces this lane mounts.
+    mounts = private_mounts()
+    if os.geteuid() == 0 and not mounts:
+        print("warning: the executor may not make namespaces: submissions share /dev/shm and SysV IPC, "
+              "and their folders are not bounded in size", file=sys.stderr)
+    zygote, sweeper, cgroups = Zygote(shell, private_fds), Sweeper(), SlotCgroups(slot).usable()
     write_message(writer, {"ready": True, "pid": os.getpid(), "nbcheck": nbcheck.__file__})
     while (job := read_message(reader)) is not None:
         try:
-            reply = run_job(zygote, sweeper, job, slot, shell)
+            reply = run_job(zygote, sweeper, job, slot, shell, mounts=mounts, cgroups=cgroups)
         except Exception as exc:  # a fault of the executor itself: report it, stay up
             reply = {"error": "".join(traceback.format_exception(exc))}
         write_message(writer, reply)
