@@ -147,7 +147,7 @@ def _folders_to(masks, place):
     return [option for folder in between for option in ("--perms", "0755", "--dir", str(folder))]
 
 
-CLONE_NEWNS, CLONE_NEWIPC = 0x00020000, 0x08000000
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET = 0x00020000, 0x08000000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x1000, 0x4000, 0x40000
 MNT_DETACH = 0x2
 SPACE_FOLDERS = ("work", "shm")  # on a submission's tmpfs: its working folder, its /dev/shm
@@ -172,12 +172,14 @@ def _libc_call(name, *args):
 def private_mounts():
     """Give this process (a lane, before it forks its zygote) a mount namespace of its own,
     where its submissions' spaces are mounted out of the machine's and the other lanes'
-    sight; whether it could (root, allowed to make namespaces). Without, submissions get
-    plain folders and share /dev/shm and an IPC namespace."""
+    sight, and a network namespace of its own (no interface up), so that students graded
+    at the same time on other lanes cannot reach it, not even over loopback or an abstract
+    socket; whether it could (root, allowed to make namespaces). Without, submissions get
+    plain folders and share /dev/shm, an IPC and a network namespace."""
     if os.geteuid() != 0 or sys.platform != "linux":
         return False
     try:
-        _libc_call("unshare", CLONE_NEWNS)
+        _libc_call("unshare", CLONE_NEWNS | CLONE_NEWNET)
         _libc_call("mount", None, b"/", None, MS_REC | MS_PRIVATE, None)
     except OSError:
         return False

@@ -396,3 +396,49 @@ def test_grading_works_wherever_the_temporary_folder_is(where, tmp_path_factory,
     finally:
         shutil.rmtree(tmpdir.parent, ignore_errors=True)
     assert kit.points(graded.rows["correct"]) == kit.auto_points_if(set(TESTS.values())), graded.notes("correct")
+
+
+LISTENER = """
+import socket, time
+server = socket.socket(socket.AF_UNIX)
+server.bind("\\0autograder-meeting-point")
+server.listen()
+server.settimeout(4)
+try:
+    server.accept()
+    print("MET")
+except OSError as exc:
+    print("alone", type(exc).__name__)
+"""
+CALLER = """
+import socket, time
+deadline = time.monotonic() + 3
+while time.monotonic() < deadline:
+    try:
+        socket.socket(socket.AF_UNIX).connect("\\0autograder-meeting-point")
+        print("REACHED")
+        break
+    except OSError:
+        time.sleep(0.05)
+else:
+    print("unreachable")
+"""
+
+
+@root_only
+def test_students_graded_at_the_same_time_cannot_reach_each_other():
+    """Two lanes grade at once; one student listens on an abstract socket, the other tries to
+    reach it (a channel that no file-system mask closes)."""
+    lanes = WarmLanes(2, hidden=[ROOT])
+    pools = [WarmPool(hidden=[ROOT], lanes=[lane]) for lane in lanes.lanes]
+    try:
+        for pool in pools:
+            printed(run(pool, "print('warm')"))
+        limits = Limits(timeout=10, memory_mb=512)
+        listening, calling = [pool.submit([cell], {}, limits) for pool, cell in zip(pools, (LISTENER, CALLER))]
+        heard, said = printed(listening.result(timeout=60)), printed(calling.result(timeout=60))
+    finally:
+        for pool in pools:
+            pool.close()
+        lanes.close()
+    assert said.strip() == "unreachable" and heard.startswith("alone"), (said, heard)
