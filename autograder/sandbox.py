@@ -274,6 +274,16 @@ class SlotCgroups:
             _write(self.folders["cpu"], "cpu.cfs_quota_us", int(limits.cpus * period))
         self.limits = limits
 
+    def settle(self):
+        """Wait (a moment at most) until the shared memory of the submission just swept is
+        freed: a killed process's IPC namespace releases it after the process has gone, and
+        until then it is charged to the slot, and so to the next submission."""
+        if "memory" not in self.folders:
+            return
+        deadline = time.monotonic() + CGROUP_EMPTYING_WAIT
+        while _shared_memory(self.folders["memory"]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def remove(self):
         """Remove the folders, once the processes in them are gone: those of a worker just
         killed take a moment to exit."""
@@ -292,6 +302,15 @@ def join_cgroups(folders):
     """Move the calling process into the cgroups ``folders``."""
     for folder in folders:
         _write(folder, "cgroup.procs", 0)
+
+
+def _shared_memory(folder):
+    """Bytes of shared memory (shm segments, tmpfs) charged to a memory cgroup."""
+    for line in _read(folder, "memory.stat").splitlines():
+        name, value = line.split()
+        if name == "shmem":
+            return int(value)
+    return 0
 
 
 def _read(folder, name):

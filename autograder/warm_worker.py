@@ -524,6 +524,7 @@ def run_job(zygote, sweeper, job, slot, shell, *, mounts, cgroups):
                         break
         finally:
             sweeper.sweep(slot)
+    cgroups.settle()
     return {"cells": results, "notes": notes, "seconds": time.perf_counter() - started}
 
 
