@@ -20,13 +20,15 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from autograder.preprocessors import (ExecuteSandboxed, HideTestCode, JudgeChecks,  # noqa: E402
                                      OverwriteCellsIfMissing, SaveAutoGradesAtOnce)
+from autograder.sanitize import SanitizeStudentHTML  # noqa: E402
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds,  # noqa: E402
                                     IgnorePattern, LimitOutput, OverwriteKernelspec)
 
 c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCellsIfMissing,
                                       CheckCellMetadata]
 c.Autograde.autograde_preprocessors = [ExecuteSandboxed, JudgeChecks, HideTestCode, IgnorePattern, LimitOutput,
-                                       SaveAutoGradesAtOnce, AssignLatePenalties, CheckCellMetadata]
+                                       SaveAutoGradesAtOnce, AssignLatePenalties, SanitizeStudentHTML,
+                                       CheckCellMetadata]
 # nbgrader's own notebook exporter, validating the notebook once rather than after every step.
 from autograder.exporters import AutogradeExporter  # noqa: E402
 

@@ -11,10 +11,12 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,14 @@ from nbgrader import utils
 
 MAX_NOTEBOOK_BYTES = 50 * 2**20
 MAX_ZIP_BYTES = 2 * 2**30
+# How deeply lists and objects may nest in a notebook's JSON (under 10 in a real one): the
+# later steps that walk a notebook (nbformat's checks, copies, nbgrader) recurse.
+MAX_NOTEBOOK_DEPTH = 64
+TOO_DEEP = f"unreadable notebook (nested more than {MAX_NOTEBOOK_DEPTH} levels deep)"
+# What reading a zip member that cannot be unpacked raises: damaged or lying about its size
+# (BadZipFile, zlib.error, EOFError, OSError), compressed in an unknown way or encrypted
+# (RuntimeError).
+UNPACK_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, OSError)
 
 
 @dataclass
@@ -70,31 +80,85 @@ def _candidates(root, assignment):
 
 
 def _extract(zip_path, into):
+    """Unpack a zip's notebooks into ``into``; other files become empty placeholders, as
+    only their names matter (a folder holding no notebook is still a student). Return the
+    folder to look in and {path: why its member could not be unpacked}."""
+    into = into.resolve()
+    damaged = {}
     with zipfile.ZipFile(zip_path) as archive:
         total = sum(info.file_size for info in archive.infolist())
         if total > MAX_ZIP_BYTES:
             raise ValueError(f"the zip would unpack to {total} bytes")
         for info in archive.infolist():
             target = (into / info.filename).resolve()
-            if not target.is_relative_to(into.resolve()):
+            if not target.is_relative_to(into):
                 continue  # a path that climbs out of the folder
-            extracted = archive.extract(info, into)
-            if not info.is_dir():  # keep the dates: "the newest notebook" must mean the same as unzipped
-                stamp = time.mktime(info.date_time + (0, 0, -1))
-                os.utime(extracted, (stamp, stamp))
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.suffix.lower() != ".ipynb":
+                target.touch()
+                continue
+            problem = _unpack(archive, info, target)
+            if problem:
+                damaged[target] = problem
+            # Keep the dates: "the newest notebook" must mean the same as unzipped.
+            stamp = time.mktime(info.date_time + (0, 0, -1))
+            os.utime(target, (stamp, stamp))
     # A zip of one folder: look inside it.
     entries = [e for e in into.iterdir() if not e.name.startswith(("__MACOSX", "."))]
-    return entries[0] if len(entries) == 1 and entries[0].is_dir() else into
+    return (entries[0] if len(entries) == 1 and entries[0].is_dir() else into), damaged
+
+
+def _unpack(archive, info, target):
+    """Write one member, its declared size checked first; None, or why it could not be."""
+    problem, data = _too_large(info.file_size), b""
+    if not problem:
+        try:
+            with archive.open(info) as member:
+                data = member.read(MAX_NOTEBOOK_BYTES)  # zipfile stops at the declared size and checks the CRC
+        except UNPACK_ERRORS as exc:
+            problem = f"damaged in the zip ({exc})"
+    target.write_bytes(data)  # empty if it could not be unpacked: the student is still found
+    return problem
+
+
+def _too_large(size):
+    if size > MAX_NOTEBOOK_BYTES:
+        return f"file too large ({-(-size // 2**20)} MiB; the limit is {MAX_NOTEBOOK_BYTES // 2**20} MiB)"
+    return None
+
+
+def read_file(path):
+    """(its bytes, None) or (None, why not): a regular file's size is checked before it is
+    read, and no more is read than a notebook may hold."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            return None, "not a regular file"
+        size = info.st_size
+        if size <= MAX_NOTEBOOK_BYTES:
+            with open(path, "rb") as f:
+                data = f.read(MAX_NOTEBOOK_BYTES + 1)  # it may have grown since
+            size = len(data)
+    except OSError as exc:
+        return None, f"unreadable file ({exc.strerror})"
+    problem = _too_large(size)
+    return (None, problem) if problem else (data, None)
 
 
 def read_notebook(path):
     """(notebook or None, notes, status) for one file."""
+    data, status = read_file(path)
+    return (None, [], status) if status else parse_notebook(data)
+
+
+def parse_notebook(data):
+    """(notebook or None, notes, status) for a file's bytes."""
     notes = []
-    data = Path(path).read_bytes()
     if not data.strip():
         return None, notes, "empty file"
-    if len(data) > MAX_NOTEBOOK_BYTES:
-        return None, notes, f"file too large ({len(data) // 2**20} MiB)"
     try:
         if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Windows Notepad's "Unicode"
             text = data.decode("utf-16")
@@ -110,10 +174,22 @@ def read_notebook(path):
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         return None, notes, f"unreadable notebook (malformed JSON: {exc.msg} at line {exc.lineno})"
+    except ValueError as exc:  # a number of more digits than Python converts
+        return None, notes, f"unreadable notebook (invalid JSON: {str(exc).split(';')[0]})"
+    except RecursionError:
+        return None, notes, TOO_DEEP
     if not isinstance(raw, dict) or not isinstance(raw.get("cells", raw.get("worksheets")), list):
         return None, notes, "not a notebook"
+    if _nesting(raw) > MAX_NOTEBOOK_DEPTH:
+        return None, notes, TOO_DEEP
+    text = json.dumps(raw, ensure_ascii=False)
+    # An escaped half of a UTF-16 pair ("\\ud800") reads as a character no UTF-8 file can hold.
+    valid = text.encode("utf-8", "replace").decode("utf-8")
+    if valid != text:
+        text, raw = valid, json.loads(valid)
+        notes.append("notebook held invalid Unicode (half of a surrogate pair); replaced by '?'")
     try:
-        nb = nbformat.reads(json.dumps(raw), as_version=4)
+        nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)
     except Exception as exc:
         nb = _repair(raw)
@@ -126,6 +202,19 @@ def read_notebook(path):
     if invalid:
         notes.append(f"nbgrader metadata of {invalid} cell(s) was not valid and was ignored")
     return nb, notes, None
+
+
+def _nesting(value):
+    """How deeply lists and objects nest in ``value``: counted without recursion, which is
+    what a notebook nested too deeply defeats; stops once past the limit."""
+    deepest, todo = 0, [(value, 1)]
+    while todo and deepest <= MAX_NOTEBOOK_DEPTH:
+        item, depth = todo.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            todo.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _drop_invalid_nbgrader_metadata(nb):
@@ -233,41 +322,40 @@ def compare_with_release(nb, release):
     return notes
 
 
-def _sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def collect(submissions, assignment, release_nb):
     """All students found in ``submissions`` (a folder or a .zip), each with a notebook or a status."""
     submissions = Path(submissions)
     if not submissions.exists():
         raise FileNotFoundError(f"no such file or folder: {submissions}")
-    scratch = tempfile.TemporaryDirectory(prefix="autograder-intake-")
-    if submissions.is_file():
-        if not zipfile.is_zipfile(submissions):
-            raise ValueError(f"{submissions} is neither a folder nor a .zip file")
-        root = _extract(submissions, Path(scratch.name))
-    else:
-        root = submissions
-    if (root / "submitted").is_dir() and not any(root.glob("*.ipynb")):
-        root = root / "submitted"
-    wanted = {c.metadata.nbgrader["grade_id"] for c in release_nb.cells if "nbgrader" in c.metadata}
-    results = []
-    for student, paths in sorted(_candidates(root, assignment).items()):
-        results.append(_one_student(student, paths, root, assignment, release_nb, wanted))
-    scratch.cleanup()
-    return results
+    with tempfile.TemporaryDirectory(prefix="autograder-intake-") as scratch:
+        damaged = {}  # zip members that could not be unpacked, and why
+        if submissions.is_file():
+            if not zipfile.is_zipfile(submissions):
+                raise ValueError(f"{submissions} is neither a folder nor a .zip file")
+            root, damaged = _extract(submissions, Path(scratch))
+        else:
+            root = submissions
+        if (root / "submitted").is_dir() and not any(root.glob("*.ipynb")):
+            root = root / "submitted"
+        wanted = {c.metadata.nbgrader["grade_id"] for c in release_nb.cells if "nbgrader" in c.metadata}
+        return [_one_student(student, paths, root, assignment, release_nb, wanted, damaged)
+                for student, paths in sorted(_candidates(root, assignment).items())]
 
 
-def _one_student(student, paths, root, assignment, release_nb, wanted):
+def _read(path, damaged):
+    """(path, notebook or None, notes, status, the file's sha256) of one candidate file."""
+    data, status = (None, damaged[path]) if path in damaged else read_file(path)
+    if status:
+        return path, None, [], status, ""
+    return path, *parse_notebook(data), hashlib.sha256(data).hexdigest()
+
+
+def _one_student(student, paths, root, assignment, release_nb, wanted, damaged):
     sub = Submission(student)
     if not paths:
         sub.status = "no notebook submitted"
         return sub
-    readable = []
-    for path in paths:
-        nb, notes, status = read_notebook(path)
-        readable.append((path, nb, notes, status))
+    readable = [_read(path, damaged) for path in paths]
     good = [r for r in readable if r[1] is not None and wanted & set(_grade_ids(r[1]))]
     pool = good or [r for r in readable if r[1] is not None] or readable
     if len(paths) > 1:
@@ -276,8 +364,8 @@ def _one_student(student, paths, root, assignment, release_nb, wanted):
         others = ", ".join(str(Path(r[0]).relative_to(root)) for r in readable if r is not pool[0])
         sub.notes.append(f"{len(paths)} notebooks found; graded {Path(pool[0][0]).relative_to(root)}, "
                          f"ignored {others}")
-    path, nb, notes, status = pool[0]
-    sub.path, sub.sha256 = str(Path(path).relative_to(root)), _sha256(path)
+    path, nb, notes, status, sub.sha256 = pool[0]
+    sub.path = str(Path(path).relative_to(root))
     sub.notes.extend(notes)
     if status:
         sub.status = status

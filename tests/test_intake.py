@@ -4,6 +4,8 @@ right against) the student version that was given out. No code is run here."""
 import codecs
 import json
 import os
+import struct
+import subprocess
 import sys
 import time
 import zipfile
@@ -293,3 +295,110 @@ def test_a_notebook_without_this_assignments_cells_is_not_graded(tmp_path):
     kit.write(foreign, tmp_path / "dave.ipynb")
     dave = collect(tmp_path)["dave"]
     assert dave.notebook is None and dave.status.startswith("not this assignment's notebook")
+
+
+# --- hostile files: each one is its student's problem, never the batch's ----------------------------
+
+def nested(levels, leaf="[]"):
+    """JSON of lists nested ``levels`` deep (the leaf counted as one level)."""
+    return "[" * (levels - 1) + leaf + "]" * (levels - 1)
+
+
+def with_metadata(value):
+    """A correct submission with ``value`` in a cell's metadata, as JSON text."""
+    raw = json.loads(nbformat.writes(kit.submission()))
+    raw["cells"][0]["metadata"]["extra"] = "PLACEHOLDER"
+    return json.dumps(raw).replace('"PLACEHOLDER"', value)
+
+
+def graded_next_to_a_correct_one(tmp_path, name, data):
+    """The students found in a folder holding ``name`` (these bytes) and a correct bob."""
+    (tmp_path / name).write_bytes(data)
+    kit.write(kit.submission(), tmp_path / "bob.ipynb")
+    found = collect(tmp_path)
+    assert found["bob"].status is None and found["bob"].notebook is not None
+    return found
+
+
+@pytest.mark.parametrize("text", [
+    '{"cells": ' + nested(100_000) + "}",  # deeper than the JSON parser recurses
+    with_metadata(nested(100_000)),
+    with_metadata(nested(intake.MAX_NOTEBOOK_DEPTH - 3)),  # one level past the limit, 4 being above it
+], ids=["cells", "metadata", "just past the limit"])
+def test_a_notebook_nested_too_deeply_is_refused(tmp_path, text):
+    alice = graded_next_to_a_correct_one(tmp_path, "alice.ipynb", text.encode())["alice"]
+    assert alice.notebook is None and alice.status == intake.TOO_DEEP
+
+
+def test_a_notebook_nested_up_to_the_limit_is_read(tmp_path):
+    # the notebook, its cells, a cell, its metadata: the value starts 5 levels deep
+    text = with_metadata(nested(intake.MAX_NOTEBOOK_DEPTH - 4))
+    assert intake._nesting(json.loads(text)) == intake.MAX_NOTEBOOK_DEPTH
+    nb, _, status = read(tmp_path, text.encode())
+    assert status is None and nb is not None
+
+
+def test_a_number_too_long_to_convert_is_a_status(tmp_path):
+    alice = graded_next_to_a_correct_one(tmp_path, "alice.ipynb", with_metadata("1" * 5000).encode())["alice"]
+    assert alice.notebook is None and alice.status.startswith("unreadable notebook (invalid JSON: Exceeds the limit")
+
+
+def test_half_a_surrogate_pair_is_replaced(tmp_path):
+    """An escaped lone surrogate reads as a character no UTF-8 file can hold, and grading
+    writes the notebook as UTF-8."""
+    nb, notes, status = read(tmp_path, with_metadata(r'"I \ud800 think"').encode())
+    assert status is None and notes == ["notebook held invalid Unicode (half of a surrogate pair); replaced by '?'"]
+    assert nb.cells[0].metadata["extra"] == "I ? think"
+    json.dumps(nb, ensure_ascii=False).encode("utf-8")
+
+
+def test_a_folder_named_like_a_notebook_is_a_status(tmp_path):
+    (tmp_path / "alice" / "demo.ipynb").mkdir(parents=True)
+    kit.write(kit.submission(), tmp_path / "bob.ipynb")
+    found = collect(tmp_path)
+    assert found["alice"].status == "not a regular file" and found["bob"].status is None
+
+
+READ_UNDER_A_MEMORY_LIMIT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))
+from autograder import intake
+print(intake.read_notebook(sys.argv[1])[2])
+"""
+
+
+def test_a_file_larger_than_the_limit_is_refused_before_it_is_read(tmp_path):
+    """A sparse file of 8 GiB, read under a 2 GiB memory limit: reading it whole fails."""
+    huge = tmp_path / "alice.ipynb"
+    with open(huge, "wb") as f:
+        f.truncate(8 * 2**30)
+    done = subprocess.run([sys.executable, "-c", READ_UNDER_A_MEMORY_LIMIT, str(huge)], capture_output=True,
+                          text=True, cwd=kit.make_course.REPO, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "file too large (8192 MiB; the limit is 50 MiB)"
+
+
+def lying_zip(archive, name, data, declared):
+    """A zip holding ``name`` whose central directory declares ``declared`` bytes for it, and a correct bob."""
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(name, data)
+        z.writestr("bob.ipynb", nbformat.writes(kit.submission()))
+    raw = bytearray(archive.read_bytes())
+    entry = raw.index(b"PK\x01\x02")  # the first member's central directory record
+    struct.pack_into("<I", raw, entry + 24, declared)  # its uncompressed size
+    archive.write_bytes(raw)
+    return archive
+
+
+def test_a_zip_member_that_lies_about_its_size_is_a_status(tmp_path):
+    archive = lying_zip(tmp_path / "download.zip", "alice.ipynb", nbformat.writes(kit.submission()), 100)
+    found = collect(archive)
+    assert found["alice"].notebook is None and found["alice"].status.startswith("damaged in the zip (Bad CRC-32")
+    assert found["bob"].status is None
+
+
+def test_a_zip_member_declared_larger_than_the_limit_is_not_unpacked(tmp_path):
+    archive = lying_zip(tmp_path / "download.zip", "alice.ipynb", nbformat.writes(kit.submission()),
+                        intake.MAX_NOTEBOOK_BYTES + 1)
+    found = collect(archive)
+    assert found["alice"].status == "file too large (51 MiB; the limit is 50 MiB)" and found["bob"].status is None
