@@ -135,7 +135,7 @@ class ExecuteSandboxed(NbGraderPreprocessor):
         cells, run = self.execute(nb, resources.get("metadata", {}).get("path"), resources)
         findings = []
         for cell, result in cells:
-            cell.outputs = [_output_node(o) for o in result["outputs"]]
+            cell.outputs = [_student_output(o) for o in result["outputs"]]
             graded_metadata.write_cell(cell, result, result["observations"] if is_test_cell(cell) else None)
             findings += result.get("findings", [])
         graded_metadata.write_run(nb, notes=run.notes + _finding_notes(findings), seconds=run.seconds,
@@ -256,3 +256,13 @@ def _finding_notes(findings):
 def _output_node(output):
     from nbformat import from_dict
     return from_dict(output)
+
+
+def _student_output(output):
+    """An output of the student's as a notebook node; one nested too deeply to convert is
+    replaced by a line that says so (it would fail the whole notebook)."""
+    try:
+        return _output_node(output)
+    except RecursionError:
+        return _output_node({"output_type": "stream", "name": "stderr",
+                             "text": "[an output nested too deeply to keep was dropped]\n"})

@@ -59,3 +59,19 @@ def test_recording_the_master_keeps_nbgraders_chatter_out_of_the_run_log(tmp_pat
     with Gradebook(course.db_url) as gb:
         assert [n.name for n in gb.find_assignment(ASSIGNMENT).notebooks] == [ASSIGNMENT]
     assert [r.getMessage() for r in caplog.records if r.name == "traitlets"] == []
+
+
+def test_an_output_nested_too_deeply_costs_only_itself(tmp_path):
+    """A displayed value nested 900 deep cannot become a notebook node (recursion): it is
+    replaced by a line saying so, and the submission keeps every point it earns."""
+    import sys
+    sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+    import grading_kit as kit
+    from make_course import COURSE, CORRECT
+    deep = ("from IPython.display import display\nd = x = {}\nfor _ in range(900):\n    x['k'] = {}\n    x = x['k']\n"
+            "display({'application/json': d, 'text/plain': 'deep'}, raw=True)\n")
+    nb = kit.submission({"count_params": deep + CORRECT["count_params"]})
+    result = grade_notebooks("demo", [nb], course=Course(root=COURSE, work=tmp_path))[0]
+    assert result.scores == result.max_scores
+    shown = "".join(o.get("text", "") for o in kit.cell(result.notebook, "count_params").outputs)
+    assert "nested too deeply" in shown
