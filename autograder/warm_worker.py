@@ -66,7 +66,6 @@ nbcheck._torch()  # capture the Tensor methods observations use, before any stud
 
 STREAM_LIMIT = 64 * 1024  # characters kept per stream and cell; the rest is counted
 RICH_LIMIT = 512 * 1024  # bytes of display data and results kept per cell
-LANE_CELL_LIMIT = 64 * 1024  # characters of a cell the lane works on ahead (static_transforms)
 LEARN_LIMIT = 96 * 1024  # bytes of an instructor's cell the zygote compiles ahead (one socket record)
 
 
@@ -251,14 +250,14 @@ def static_transforms(shell, sources):
     out), worked out in the lane and remembered: every student's child runs the same test
     cells, and doing this again in each child costs a sixth of its time.
 
-    A cell of one line also goes through IPython's prefilter, which looks at the namespace
-    at the time the cell runs: those stay for the child to transform. So do cells longer
-    than LANE_CELL_LIMIT: the lane has no time or memory limit to work on a student's
-    pathological cell under."""
+    ``sources`` are the instructor's cells only: the lane has no time or memory limit to
+    work on a student's cell under (a transform can take a minute). A cell of one line
+    also goes through IPython's prefilter, which looks at the namespace at the time the
+    cell runs: those stay for the child to transform."""
     known = {}
     for source in set(sources):
         if source not in _static:
-            _static[source] = _ahead(shell, source) if len(source) <= LANE_CELL_LIMIT else None
+            _static[source] = _ahead(shell, source)
         if _static[source] is not None:
             known[source] = _static[source]
     return known
@@ -470,8 +469,9 @@ def run_job(zygote, sweeper, job, slot, shell):
         with open(os.path.join(workdir, name), "w") as f:
             f.write(text)
     started = time.perf_counter()
-    transforms = static_transforms(shell, cells)
-    zygote.learn(cells, job.get("shared", ()), transforms)
+    shared = job.get("shared", ())
+    transforms = static_transforms(shell, [cells[i] for i in shared])
+    zygote.learn(cells, shared, transforms)
     # The submission's wall-clock budget, whatever its processes say: every cell its time,
     # and every process (added as it is forked) the time to start and replay.
     budget_end = time.monotonic() + cells_allowance(limits.timeout, len(cells))

@@ -101,3 +101,13 @@ def test_outputs_too_large_for_the_protocol_are_an_error_of_that_cell(pool):
     assert [c["status"] for c in result.cells] == ["ok", "error", "ok"]
     assert result.cells[1]["outputs"][0]["ename"] == "OutputTooLarge"
     assert text(result.cells[2]) == "1\n"
+
+
+def test_a_students_cell_is_transformed_only_in_its_own_process(pool):
+    """IPython's input transforms take a minute on 64 KB of ``!echo`` lines. The lane, which
+    has no time limit, works ahead on the instructor's cells only: a student's cell times
+    out in its own process."""
+    echo = "!echo\n" * (64 * 1024 // 6)
+    result = run(pool, echo, echo, echo, "print('after')")
+    assert [c["status"] for c in result.cells] == ["timeout", "timeout", "timeout", "ok"]
+    assert text(result.cells[3]) == "after\n"
