@@ -1,15 +1,20 @@
-"""Every job is bounded: a submission's process cannot keep its lane waiting.
+"""Every job is bounded: a submission's process cannot keep its lane waiting, and an
+executor that stops answering cannot keep the grader waiting.
 
 The attacks speak the executor's protocol on the socket each submission's process
 inherits (the only socket it holds)."""
 import os
+import socket
+import struct
 import sys
+import threading
+import time
 
 import pytest
 
-from autograder import sandbox
+from autograder import execution, sandbox
 from autograder.execution import WarmPool
-from autograder.protocol import MESSAGE_LIMIT
+from autograder.protocol import MESSAGE_LIMIT, read_message, write_message
 from autograder.sandbox import Limits
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the executor needs Linux (fork, rlimits)")
@@ -111,3 +116,53 @@ def test_a_students_cell_is_transformed_only_in_its_own_process(pool):
     result = run(pool, echo, echo, echo, "print('after')")
     assert [c["status"] for c in result.cells] == ["timeout", "timeout", "timeout", "ok"]
     assert text(result.cells[3]) == "after\n"
+
+
+# --- the executor against the grader -------------------------------------------------------------
+
+QUICK = Limits(timeout=0.1, memory_mb=512)  # a job the grader waits for a few seconds at most
+
+
+def _play(sock, behaviour):
+    """The executor's end of a lane, played as told until the grader hangs up."""
+    stream = sock.makefile("rwb", buffering=0)
+    try:
+        if behaviour != "mute":
+            write_message(stream, {"ready": True})
+            read_message(stream)  # the job
+        if behaviour == "oversize":
+            stream.write(struct.pack(">I", 2**31))
+        if behaviour == "trickle":  # a reply that never ends
+            stream.write(struct.pack(">I", 2**20))
+            while True:
+                stream.write(b" ")
+                time.sleep(0.05)
+        while sock.recv(1 << 16):
+            pass
+    except OSError:
+        pass
+    finally:
+        stream.close()
+        sock.close()
+
+
+@pytest.mark.parametrize("behaviour", ["mute", "silent", "trickle", "oversize"])
+def test_an_executor_that_does_not_answer_is_replaced(behaviour, monkeypatch):
+    """A lane that never says it is ready, never answers, answers for ever, or announces an
+    answer of 2 GiB: the grader stops waiting, the submission is marked crashed, and the
+    next one runs in a new executor."""
+    slot, claim = sandbox.claim_slot()
+    ours, theirs = socket.socketpair()
+    threading.Thread(target=_play, args=(theirs, behaviour), daemon=True).start()
+    pool = WarmPool(hidden=[ROOT], lanes=[(slot, ours)])
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(execution, "START_UP_MARGIN", 0.5)  # far too short for a real executor to start
+            failed = pool.submit(["print(6 * 7)"], {}, QUICK).result(timeout=WITHIN)
+        recovered = pool.submit(["print(6 * 7)"], {}, FAST).result(timeout=WITHIN)
+    finally:
+        pool.close()
+        claim.close()
+    assert [c["status"] for c in failed.cells] == ["crashed"]
+    assert any("executor" in note for note in failed.notes), failed.notes
+    assert text(recovered.cells[0]) == "42\n"
