@@ -20,10 +20,13 @@ from pathlib import Path
 
 from autograder import sandbox
 from autograder.sandbox import Limits
-from autograder.protocol import read_message, write_message
+from autograder.protocol import MESSAGE_LIMIT, MessageReader, ProtocolError, longest_job, write_message
 
 log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
+# Seconds an executor may take to start (it imports torch), or spend on a job besides
+# running its cells (files, forks, clean-up).
+START_UP_MARGIN = 60.0
 
 
 @dataclass
@@ -178,18 +181,21 @@ class _Worker:
     def ensure_started(self):
         if self.lane is not None:
             if self.reader is None:
-                self.reader = self.writer = self.lane.makefile("rwb")
+                self.reader, self.writer = MessageReader(self.lane), self.lane.makefile("wb")
             return
         if self.proc is None or self.proc.poll() is not None:
             self.proc = _worker_process([str(self.slot)], hidden=self.pool.hidden, scratch=self.scratch,
                                         use_sandbox=self.pool.use_sandbox, cgroups=[self.cgroups],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            self.reader, self.writer, self.ready = self.proc.stdout, self.proc.stdin, False
+            self.reader, self.writer, self.ready = MessageReader(self.proc.stdout), self.proc.stdin, False
 
     def wait_ready(self):
         if not self.ready:
-            hello = read_message(self.reader)
-            if not hello or not hello.get("ready"):
+            try:
+                hello = self.reader.next(START_UP_MARGIN)
+            except ProtocolError:
+                hello = None
+            if not isinstance(hello, dict) or not hello.get("ready"):
                 code = "" if self.proc is None else f" (exit code {self.proc.poll()})"
                 raise RuntimeError(f"executor worker {self.slot} failed to start{code}")
             self.ready = True
@@ -200,17 +206,28 @@ class _Worker:
                 self.ensure_started()
                 self.wait_ready()
                 write_message(self.writer, job)
-                reply = read_message(self.reader)
-                if reply is None:
-                    raise RuntimeError("executor worker died")
-                if "error" in reply:
-                    raise RuntimeError(reply["error"])
-                return Run(reply["cells"], reply["notes"], reply["seconds"])
+                return self._reply(job)
+            except ProtocolError as exc:  # no second try: the job itself may be what held it up
+                log.warning("executor worker %s: %s", self.slot, exc)
+                self.stop()
+                return _failed_run(job, f"the executor was stopped: {exc}")
             except (OSError, RuntimeError) as exc:
                 log.warning("executor worker %s: %s (attempt %s)", self.slot, exc, attempt)
                 self.stop()
-        failed = {"status": "crashed", "outputs": [], "seconds": 0.0}
-        return Run([dict(failed) for _ in job["cells"]], ["the executor failed on this submission"])
+        return _failed_run(job, "the executor failed on this submission")
+
+    def _reply(self, job):
+        """The executor's answer to ``job``, within the longest the job may take there."""
+        cells = len(job["cells"])
+        timeout = longest_job(job["limits"]["timeout"], cells) + START_UP_MARGIN
+        reply = self.reader.next(timeout, limit=MESSAGE_LIMIT * (cells + 1))  # a result per cell, and the rest
+        if reply is MessageReader.TIMEOUT:
+            raise ProtocolError(f"it did not answer within {timeout:g} s")
+        if reply is None:
+            raise RuntimeError("executor worker died")
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return Run(reply["cells"], reply["notes"], reply["seconds"])
 
     def stop(self):
         if self.lane is not None:  # a lane cannot be restarted: go on with a process of our own
@@ -230,6 +247,10 @@ class _Worker:
         if self._claim is not None:
             self.cgroups.remove()
             self._claim.close()
+
+
+def _failed_run(job, note):
+    return Run([{"status": "crashed", "outputs": [], "seconds": 0.0} for _ in job["cells"]], [note])
 
 
 def run_in_kernel(cells, files, limits=Limits(), kernel_name="python3"):

@@ -15,7 +15,9 @@ skips warming torch's optimizers (seconds) for assignments that use none.
 
 A cell that runs past the time limit is interrupted (SIGINT), then killed; a child
 that dies (timeout, segfault, ``os._exit``) is replaced by a new fork that replays the
-cells that had succeeded, and grading goes on with the next cell.
+cells that had succeeded, and grading goes on with the next cell. A child whose
+messages break the protocol (out of order, too long), or a submission that runs past
+its time budget, is stopped for good: its later cells are not run.
 """
 import os
 
@@ -50,7 +52,9 @@ from traitlets import Type  # noqa: E402
 from traitlets.config import Config  # noqa: E402
 
 from autograder import nbcheck, protocol, warden  # noqa: E402
-from autograder.protocol import MessageReader, read_message, write_message  # noqa: E402
+from autograder.protocol import (INTERRUPT_GRACE, MAX_RESTARTS, MESSAGE_LIMIT, MessageReader,  # noqa: E402
+                                 ProtocolError, cells_allowance, encode, read_message, start_allowance,
+                                 write_message)
 from autograder.sandbox import (Limits, SlotCgroups, Sweeper, confine_child, private_mounts,  # noqa: E402
                                 submission_space)
 
@@ -63,10 +67,7 @@ nbcheck._torch()  # capture the Tensor methods observations use, before any stud
 
 STREAM_LIMIT = 64 * 1024  # characters kept per stream and cell; the rest is counted
 RICH_LIMIT = 512 * 1024  # bytes of display data and results kept per cell
-LANE_CELL_LIMIT = 64 * 1024  # characters of a cell the lane works on ahead (static_transforms)
 LEARN_LIMIT = 96 * 1024  # bytes of an instructor's cell the zygote compiles ahead (one socket record)
-INTERRUPT_GRACE = 2.0  # seconds a cell has to stop after SIGINT before it is killed
-MAX_RESTARTS = 3
 # This module itself: run as a script it is __main__, a name IPython then gives the user's namespace.
 MODULE = sys.modules[__name__]
 WARDEN = None  # the guard of test cells (warden.Warden), made once the process is warm
@@ -268,14 +269,14 @@ def static_transforms(shell, sources):
     out), worked out in the lane and remembered: every student's child runs the same test
     cells, and doing this again in each child costs a sixth of its time.
 
-    A cell of one line also goes through IPython's prefilter, which looks at the namespace
-    at the time the cell runs: those stay for the child to transform. So do cells longer
-    than LANE_CELL_LIMIT: the lane has no time or memory limit to work on a student's
-    pathological cell under."""
+    ``sources`` are the instructor's cells only: the lane has no time or memory limit to
+    work on a student's cell under (a transform can take a minute). A cell of one line
+    also goes through IPython's prefilter, which looks at the namespace at the time the
+    cell runs: those stay for the child to transform."""
     known = {}
     for source in set(sources):
         if source not in _static:
-            _static[source] = _ahead(shell, source) if len(source) <= LANE_CELL_LIMIT else None
+            _static[source] = _ahead(shell, source)
         if _static[source] is not None:
             known[source] = _static[source]
     return known
@@ -458,7 +459,7 @@ def _zygote_loop(control, shell):
 def _child(conn, shell):
     """In a submission's process: receive the job, confine, replay, run, report."""
     # Bound before any student code runs, which may replace the module's names.
-    guard, run, write = WARDEN, run_watched, write_message
+    guard, run, write, report = WARDEN, run_watched, write_message, _report
     stream = conn.makefile("rwb")
     try:
         job = read_message(stream)
@@ -482,10 +483,33 @@ def _child(conn, shell):
             run_cell(shell, cells[index], test=index in tests)
         for index in range(job["start"], len(cells)):
             write(stream, {"start": index})
-            write(stream, {"index": index, **run(shell, guard, cells[index], tests.get(index), modules)})
+            report(stream, index, run(shell, guard, cells[index], tests.get(index), modules))
         write(stream, {"done": True})
     except BaseException as exc:  # reported as the reason the cell's process died
         write_message(stream, {"fatal": f"{type(exc).__name__}: {exc}"})
+
+
+def _report(stream, index, result):
+    """Send a cell's result to the lane; one longer than the protocol allows, as an error."""
+    try:
+        write_message(stream, {"index": index, **result}, limit=MESSAGE_LIMIT)
+    except ProtocolError as exc:
+        error = {"output_type": "error", "ename": "OutputTooLarge", "traceback": [],
+                 "evalue": f"the cell's outputs are too large to report ({exc})"}
+        write_message(stream, {"index": index, "status": "error", "outputs": [error], "seconds": result["seconds"]})
+
+
+BROKE_PROTOCOL = "the process broke the grader's protocol and was killed"
+OVER_BUDGET = "the submission ran past its time budget and was stopped"
+
+
+class Dismissed(Exception):
+    """A submission the lane stops for good: its process broke the protocol, or it ran past
+    its time budget. Cell ``index`` gets ``status``; no later cell runs."""
+
+    def __init__(self, index, status, reason):
+        super().__init__(reason)
+        self.index, self.status = index, status
 
 
 def run_job(zygote, sweeper, job, slot, shell, *, mounts, cgroups):
@@ -502,24 +526,34 @@ def run_job(zygote, sweeper, job, slot, shell, *, mounts, cgroups):
             with open(os.path.join(workdir, name), "w") as f:
                 f.write(text)
         started = time.perf_counter()
+        shared = job.get("shared", ())
+        transforms = static_transforms(shell, [cells[i] for i in shared])
+        zygote.learn(cells, shared, transforms)
         tests = {str(index): _check_names(cells[index]) for index in job.get("tests", ())}
         modules = sorted(warden.imported_modules(cells[int(index)] for index in tests))
-        transforms = static_transforms(shell, cells)
-        zygote.learn(cells, job.get("shared", ()), transforms)
+        # The submission's wall-clock budget, whatever its processes say: every cell its time,
+        # and every process (added as it is forked) the time to start and replay.
+        budget_end = time.monotonic() + cells_allowance(limits.timeout, len(cells))
         start, restarts = 0, 0
         try:
             while start < len(cells):
+                replay = [i for i in range(start) if results[i]["status"] == "ok"]
+                budget_end += start_allowance(limits.timeout, len(replay))
                 task = {"cells": cells, "transforms": transforms, "start": start, "limits": job.get("limits", {}),
-                        "tests": tests, "test_modules": modules,
-                        "slot": slot, "workdir": workdir, "namespaces": mounts,
-                        "cgroups": list(cgroups.folders.values()),
-                        "replay": [i for i in range(start) if results[i]["status"] == "ok"]}
-                start = _run_child(zygote, task, limits, results)
+                        "tests": tests, "test_modules": modules, "slot": slot, "workdir": workdir,
+                        "namespaces": mounts, "cgroups": list(cgroups.folders.values()), "replay": replay}
+                try:
+                    start = _run_child(zygote, task, limits, results, budget_end)
+                except Dismissed as exc:
+                    if exc.index < len(cells):
+                        results[exc.index] = _failed(exc.status, limits, str(exc))
+                    _not_run(results, exc.index + 1)
+                    notes.append(f"{exc}" + ("; later cells were not run" if exc.index + 1 < len(cells) else ""))
+                    break
                 if start < len(cells):
                     restarts += 1
                     if restarts > MAX_RESTARTS:
-                        for i in range(start, len(cells)):
-                            results[i] = {"status": "not run", "outputs": [], "seconds": 0.0}
+                        _not_run(results, start)
                         notes.append(f"gave up after {MAX_RESTARTS} crashes; later cells were not run")
                         break
         finally:
@@ -535,9 +569,20 @@ def _check_names(source):
         return []
 
 
-def _run_child(zygote, task, limits, results):
-    """Run a child from task["start"]; return the index to resume from (len(cells) = done)."""
-    cells, start, replay = task["cells"], task["start"], task["replay"]
+def _not_run(results, start):
+    for i in range(start, len(results)):
+        results[i] = {"status": "not run", "outputs": [], "seconds": 0.0}
+
+
+def _run_child(zygote, task, limits, results, budget_end):
+    """Run a child from task["start"]; return the index to resume from (len(cells) = done).
+
+    Only the lane sets deadlines: the child's first cell has the time limit from its start
+    (the replay before it has an allowance of its own), every later cell from the end of
+    the one before, and no wait outlasts ``budget_end``. The child's messages must come in
+    order, each cell's start then its result, then done: anything else, or the budget
+    running out, raises Dismissed."""
+    cells, index = task["cells"], task["start"]
     pid, conn = zygote.spawn()
     reaped = None
     try:
@@ -545,44 +590,44 @@ def _run_child(zygote, task, limits, results):
     except OSError:
         pass  # the child died at once; reading below reports it
     reader = MessageReader(conn)
-    # Until the first cell starts, the child replays earlier cells: allow them their time.
-    current, interrupted, next_index = None, False, start
-    deadline = time.monotonic() + limits.timeout * (len(replay) + 1)
+    running, interrupted = False, False
+    deadline = time.monotonic() + start_allowance(limits.timeout, len(task["replay"]))
     try:
         while True:
-            message = reader.next(max(0.0, deadline - time.monotonic()))
-            if message is MessageReader.TIMEOUT and current is not None and not interrupted:
+            message = _receive(reader, deadline, budget_end, index)
+            if index == len(cells):  # only its last word may follow, or its death
+                if message == {"done": True}:
+                    zygote.discard(pid)  # it is exiting: no need to wait for it
+                    pid = None
+                elif message is not None and "fatal" not in message:
+                    raise Dismissed(index, "crashed", f"{BROKE_PROTOCOL}: a message out of order")
+                return index
+            if message is MessageReader.TIMEOUT and running and not interrupted:
                 os.kill(pid, signal.SIGINT)
                 interrupted, deadline = True, time.monotonic() + INTERRUPT_GRACE
-                continue
-            if message is MessageReader.TIMEOUT:
+            elif message is MessageReader.TIMEOUT:
                 os.kill(pid, signal.SIGKILL)
-                index = next_index if current is None else current
-                results[index] = _failed("timeout", limits, "did not stop when interrupted")
+                detail = "did not stop when interrupted" if interrupted else "did not start in time"
+                results[index] = _failed("timeout", limits, detail)
                 return index + 1
-            if message is None or "fatal" in message:  # the child died
-                index = next_index if current is None else current
+            elif message is None or "fatal" in message:  # the child died
                 if message is None:
                     reaped = zygote.reap(pid)
                 reason = message["fatal"] if message else _death_reason(reaped)
-                results[index] = _failed("crashed", limits, reason)
+                results[index] = _failed("timeout" if interrupted else "crashed", limits, reason)
                 return index + 1
-            if "start" in message:
-                current, interrupted = message["start"], False
-                deadline = time.monotonic() + limits.timeout
-            elif "index" in message:
-                if message["status"] == "timeout":  # KeyboardInterrupt: ours, or the student's own
-                    if interrupted:
-                        message["outputs"].append(_timeout_output(limits))
-                    else:
-                        message["status"] = "error"
-                next_index = message.pop("index") + 1
-                results[next_index - 1] = message
-                current, deadline = None, time.monotonic() + limits.timeout
-            elif message.get("done"):
-                zygote.discard(pid)  # it is exiting: no need to wait for it
-                pid = None
-                return len(cells)
+            elif not running and message == {"start": index}:
+                running = True
+                if index == task["start"]:
+                    deadline = time.monotonic() + limits.timeout
+            elif running and (result := _result(message, index)) is not None:
+                results[index] = _settle(result, interrupted, limits)
+                index, running, interrupted = index + 1, False, False
+                # The next cell's time runs from now; after the last, saying done may take
+                # what is left of the budget.
+                deadline = time.monotonic() + limits.timeout if index < len(cells) else budget_end
+            else:
+                raise Dismissed(index, "crashed", f"{BROKE_PROTOCOL}: a message out of order")
     finally:
         conn.close()
         if reaped is None and pid is not None:
@@ -591,6 +636,42 @@ def _run_child(zygote, task, limits, results):
             except ProcessLookupError:
                 pass
             zygote.reap(pid)
+
+
+def _receive(reader, deadline, budget_end, index):
+    """The child's next message, or TIMEOUT at ``deadline``; Dismissed when it breaks the
+    protocol or the budget runs out first."""
+    try:
+        message = reader.next(max(0.0, min(deadline, budget_end) - time.monotonic()))
+    except ProtocolError as exc:
+        raise Dismissed(index, "crashed", f"{BROKE_PROTOCOL}: {exc}") from None
+    if message is MessageReader.TIMEOUT and budget_end <= deadline:
+        raise Dismissed(index, "timeout", OVER_BUDGET)
+    return message
+
+
+def _result(message, index):
+    """The result of cell ``index`` in a message from its child, or None if it is not one."""
+    result = {key: message.get(key) for key in ("status", "outputs", "seconds")}
+    valid = (message.get("index") == index and isinstance(result["status"], str)
+             and isinstance(result["outputs"], list) and all(isinstance(o, dict) for o in result["outputs"])
+             and isinstance(result["seconds"], (int, float)))
+    for key, kind in (("observations", dict), ("findings", list)):  # a test cell's, from the warden
+        if key in message:
+            valid = valid and isinstance(message[key], kind)
+            result[key] = message[key]
+    # Decoded and encoded again a message can grow (1e15 comes back as 1000000000000000.0),
+    # and the grader reads the reply under MESSAGE_LIMIT per cell.
+    return result if valid and len(encode(result)) <= MESSAGE_LIMIT else None
+
+
+def _settle(result, interrupted, limits):
+    if result["status"] == "timeout":  # KeyboardInterrupt: ours, or the student's own
+        if interrupted:
+            result["outputs"].append(_timeout_output(limits))
+        else:
+            result["status"] = "error"
+    return result
 
 
 def _timeout_output(limits):

@@ -47,13 +47,13 @@ def test_code_starts_from_a_kernels_namespace(pool):
 
 
 def test_ipython_syntax_and_a_students_own_input_transformer(pool):
-    """Cells seen before are transformed ahead in the lane; IPython syntax still works, and a
-    transformer the student adds still applies to them."""
+    """The instructor's cells are transformed ahead in the lane; IPython syntax still works,
+    and a transformer the student adds still applies to them."""
     cell = "a = ONE\n%time b = 2\nprint(a, b)"
-    first = run(pool, "ONE = 'one'", cell)
+    first = run(pool, "ONE = 'one'", cell, shared=[1])
     assert "Wall time" in text(first.cells[1]) and text(first.cells[1]).endswith("one 2\n")
     second = run(pool, "get_ipython().input_transformers_post.append(\n"
-                       "    lambda lines: [line.replace('ONE', '1') for line in lines])", cell)
+                       "    lambda lines: [line.replace('ONE', '1') for line in lines])", cell, shared=[1])
     assert second.cells[1]["status"] == "ok", second.cells[1]["outputs"]
     assert text(second.cells[1]).endswith("1 2\n")
 
@@ -62,8 +62,8 @@ def test_top_level_await_and_a_student_turning_it_off(pool):
     """Whether a cell awaits at top level is worked out in the lane: such a cell still runs,
     and is still an error once the student turns autoawait off."""
     cell = "import asyncio\nawait asyncio.sleep(0)\nprint('awaited')"
-    assert text(run(pool, cell).cells[0]) == "awaited\n"
-    off = run(pool, "%autoawait off", cell)
+    assert text(run(pool, cell, shared=[0]).cells[0]) == "awaited\n"
+    off = run(pool, "%autoawait off", cell, shared=[1])
     assert off.cells[1]["status"] == "error", off.cells[1]["outputs"]
 
 
@@ -72,7 +72,7 @@ def test_a_cell_that_breaks_the_compiler_fails_alone(pool):
     ahead, leaves it to the child, where it fails; the other cells still run (they failed
     with it when the lane raised)."""
     deep = "x = " + "1 + " * 3000 + "1\nprint(x)"
-    result = run(pool, "y = 1", deep, "print('after', y)")
+    result = run(pool, "y = 1", deep, "print('after', y)", shared=[1])
     assert [c["status"] for c in result.cells[::2]] == ["ok", "ok"], result.notes
     assert result.cells[1]["status"] in ("error", "crashed")
     assert "RecursionError" in str(result.cells[1]["outputs"])

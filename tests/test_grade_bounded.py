@@ -1,0 +1,107 @@
+"""Every grading job is bounded, end to end: students who attack the executor's clock,
+its memory or the work it does outside their process are graded in ONE ``grade`` run
+next to a correct bystander, and the run ends with a row for every student.
+
+Each attacker gives correct answers. The cell that attacks is stopped, so the question it
+answers earns nothing; the others earn what they are worth.
+"""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+import grading_kit as kit  # noqa: E402
+from make_course import CORRECT, TESTS  # noqa: E402
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the executor needs Linux (fork, rlimits)")
+
+TIMEOUT = 3.0
+BATCH_BUDGET = 120  # seconds the whole run may take, start-up included: proof that it ended
+
+# The socket a submission's process inherits (its channel to the executor), found as any
+# student could find it.
+CHANNEL = """
+import os, socket, stat, struct, time
+from autograder.protocol import write_message
+socks, seen = [], set()
+for fd in [int(name) for name in os.listdir('/proc/self/fd')]:
+    try:
+        found = os.fstat(fd)
+    except OSError:
+        continue
+    if stat.S_ISSOCK(found.st_mode) and found.st_ino not in seen:
+        seen.add(found.st_ino)
+        socks.append(socket.socket(fileno=os.dup(fd)))
+"""
+# Says the cell it runs in starts now, every 2 s: were deadlines the child's to set,
+# each message would push back that cell's deadline, and the run would never end.
+RESET = CHANNEL + """
+streams = [s.makefile('wb') for s in socks]
+while True:
+    for stream in streams:
+        write_message(stream, {{'start': {index}}})
+    time.sleep(2)
+"""
+# One message of 256 MiB (a valid one: a start), for the executor, which has no limits,
+# to hold in its memory.
+FLOOD = CHANNEL + """
+pad = 256 * 2**20
+head, tail = b'{{"start": {index}, "pad": "', b'"}}'
+chunk = b'x' * 2**20
+for s in socks:
+    s.sendall(struct.pack('>I', len(head) + pad + len(tail)) + head)
+    for _ in range(pad // len(chunk)):
+        s.sendall(chunk)
+    s.sendall(tail)
+"""
+# 64 KB of shell escapes: IPython's input transforms take a minute on it, which must not
+# be spent outside the student's process, where there is no time limit.
+ECHO = "\n" + "!echo\n" * (64 * 1024 // 6)
+
+
+def code_index(grade_id):
+    """Where the cell is among the notebook's code cells (the executor's cell numbers)."""
+    nb = kit.release_notebook()
+    return [c for c in nb.cells if c.cell_type == "code"].index(kit.cell(nb, grade_id))
+
+
+def students():
+    attack_cell = code_index("freeze")
+    return {
+        "by_full": kit.submission(),
+        "resetter": kit.submission({"freeze": CORRECT["freeze"] + RESET.format(index=attack_cell)}),
+        "flooder": kit.submission({"freeze": CORRECT["freeze"] + FLOOD.format(index=attack_cell)}),
+        "echoer": kit.submission({name: CORRECT[name] + ECHO for name in ("make_layer", "count_params", "tie")}),
+    }
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    base = tmp_path_factory.mktemp("bounded")
+    for name, nb in students().items():
+        kit.write(nb, base / "submissions" / f"{name}.ipynb")
+    return kit.run(base / "submissions", base / "out", kit.course_copy(tmp_path_factory), timeout=TIMEOUT,
+                   memory_mb=1024, deadline=BATCH_BUDGET)
+
+
+def test_the_batch_ends_with_a_row_for_every_student(graded):
+    assert set(graded.rows) == set(graded.csv) == set(students())
+    for student in graded.rows:
+        assert graded.feedback_path(student).exists()
+
+
+def test_the_bystander_scores_full(graded):
+    assert kit.points(graded.rows["by_full"]) == kit.auto_points_if(set(TESTS.values()))
+
+
+@pytest.mark.parametrize("student", ["resetter", "flooder"])
+def test_writing_on_the_executors_channel_stops_only_the_attacking_cell(graded, student):
+    assert kit.points(graded.rows[student]) == kit.auto_points_if({"test_make_layer", "test_count_params",
+                                                                   "test_tie"})
+    assert "broke the grader's protocol" in graded.notes(student)
+
+
+def test_cells_that_are_slow_to_transform_time_out_in_the_students_process(graded):
+    assert kit.points(graded.rows["echoer"]) == kit.auto_points_if({"test_freeze"})
+    assert "make_layer: timeout" in graded.notes("echoer")
