@@ -20,7 +20,7 @@ install: $(VENV)/.installed
 # master, then nbgrader writes release/<assignment>/.
 release: install
 	@for a in $(ASSIGNMENTS); do \
-	  cp autograder/nbcheck.py source/$$a/nbcheck.py; \
+	  cp autograder/scoring/nbcheck.py source/$$a/nbcheck.py; \
 	  nbgrader generate_assignment $$a --force --log-level=WARN || exit 1; \
 	done
 

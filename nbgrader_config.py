@@ -11,16 +11,16 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 
 # Grading: nbgrader's own Autograde pipeline with two steps of ours in place of its
 # kernel-per-notebook Execute: run the code in a warm sandboxed pool, then judge the
-# tests' recorded observations outside the student's process (autograder/preprocessors.py);
+# tests' recorded observations outside the student's process (autograder/nbgrader_ext/);
 # then a third removes any line of the hidden tests from all that is stored.
 # Two of nbgrader's steps are replaced by versions that only cost less (same preprocessors module).
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from autograder.preprocessors import (ExecuteSandboxed, HideTestCode, JudgeChecks,  # noqa: E402
+from autograder.nbgrader_ext import (ExecuteSandboxed, HideTestCode, JudgeChecks,  # noqa: E402
                                      OverwriteCellsIfMissing, SaveAutoGradesAtOnce)
-from autograder.sanitize import SanitizeStudentHTML  # noqa: E402
+from autograder.nbgrader_ext.sanitize import SanitizeStudentHTML  # noqa: E402
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds,  # noqa: E402
                                     IgnorePattern, LimitOutput, OverwriteKernelspec)
 
@@ -30,7 +30,7 @@ c.Autograde.autograde_preprocessors = [ExecuteSandboxed, JudgeChecks, HideTestCo
                                        SaveAutoGradesAtOnce, AssignLatePenalties, SanitizeStudentHTML,
                                        CheckCellMetadata]
 # nbgrader's own notebook exporter, validating the notebook once rather than after every step.
-from autograder.exporters import AutogradeExporter  # noqa: E402
+from autograder.nbgrader_ext.exporters import AutogradeExporter  # noqa: E402
 
 c.Autograde.exporter_class = AutogradeExporter
 # Feedback shows test cells without their hidden part (nbgrader's own ClearHiddenTests).
@@ -39,6 +39,6 @@ from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 
 c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, ClearHiddenTests]
 # Feedback pages by the hundred: the same page, with the master's cells rendered once.
-from autograder.feedback import FeedbackHTMLExporter  # noqa: E402
+from autograder.nbgrader_ext.feedback import FeedbackHTMLExporter  # noqa: E402
 
 c.GenerateFeedback.exporter_class = FeedbackHTMLExporter

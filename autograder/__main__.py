@@ -46,13 +46,14 @@ def main(argv=None):
     logging.getLogger("autograder").setLevel(logging.INFO)
 
     if args.command == "grade":
-        from autograder.course import REPO_ROOT, Course, start_warm_lanes
+        from autograder.grading.course import REPO_ROOT, Course, start_warm_lanes
         course = Course(root=args.course or REPO_ROOT, work=args.work, db_url=args.db, timeout=args.timeout,
                         memory_mb=args.memory, jobs=args.jobs, executor=args.executor)
         course.hide(args.submissions, args.out)
         # The warm executor imports torch while this process imports nbgrader below.
         lanes = start_warm_lanes(course, args.assignment, args.force)
-        from autograder import grade as grading, reports
+        from autograder.grading import grade as grading
+        from autograder.outputs import reports
         rows = grading.run(args.submissions, args.assignment, args.out, course=course, force=args.force,
                            lanes=lanes)
         print(reports.grade_table(rows, grading.question_ids(course.master(args.assignment))))
@@ -60,10 +61,10 @@ def main(argv=None):
               f"and {len(rows)} feedback pages in {Path(args.out) / 'feedback'}")
         return 0
     if args.command == "check":
-        from autograder import check as checking
+        from autograder.grading import check as checking
         return checking.main(args.notebook, timeout=args.timeout)
     if args.command == "gradescope":
-        from autograder import gradescope
+        from autograder.outputs import gradescope
         gradescope.build(args.assignment, args.output, hidden_visibility=args.hidden_visibility,
                          timeout=args.timeout, memory_mb=args.memory)
         return 0

@@ -3,7 +3,7 @@
 Which value wins: a flag on the command line, then the course's ``nbgrader_config.py``
 (``c.ExecuteSandboxed.timeout``, ``c.ExecuteSandboxed.memory_mb``), then these.
 """
-from autograder.nbcheck import CELL_TIMEOUT
+from autograder.scoring.nbcheck import CELL_TIMEOUT
 
 TIMEOUT = CELL_TIMEOUT  # seconds a cell may run (held by nbcheck.py, which ships alone to students)
 MEMORY_MB = 2048  # memory a submission may add to the warm process

@@ -32,8 +32,8 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from autograder import pipeline  # noqa: E402
-from autograder.course import Course  # noqa: E402
+from autograder.grading import pipeline  # noqa: E402
+from autograder.grading.course import Course  # noqa: E402
 _spec = importlib.util.spec_from_file_location("build_submissions", ROOT / "examples" / "build_submissions.py")
 examples = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(examples)

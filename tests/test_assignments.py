@@ -4,7 +4,7 @@ their tests, with the catalog of plausible answers in tests/wrong_answers.toml.
 * release/ is what nbgrader generates from source/, and holds no solution or hidden test;
 * each assignment ships the grader's own nbcheck.py;
 * ``nbgrader validate`` passes on each master and fails on each student version;
-* graded by the grading core (``autograder.pipeline.grade_notebooks``): the master scores
+* graded by the grading core (``autograder.grading.pipeline.grade_notebooks``): the master scores
   full marks, the student version as given scores 0, every wrong answer of the catalog
   loses exactly the points of the questions it is wrong on, every correct variant full marks;
 * the same in *judge* mode (the student's own view: the master's test cells run in a
@@ -214,14 +214,14 @@ def test_master_cells_follow_the_conventions(assignment):
         if not meta.get("grade") and not meta.get("solution"):
             assert meta.get("locked"), f"{cell.id}: instruction and given cells are read-only"
     # the criteria of every check are literals and its name is unique (the grader relies on it)
-    from autograder import nbcheck
+    from autograder.scoring import nbcheck
     names = [spec.name for c in nb.cells if is_test(c) for spec in nbcheck.parse_checks(c.source)]
     assert len(names) == len(set(names))
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_nbcheck_is_the_graders(assignment):
-    reference = (ROOT / "autograder" / "nbcheck.py").read_bytes()
+    reference = (ROOT / "autograder" / "scoring" / "nbcheck.py").read_bytes()
     for folder in ("source", "release"):
         assert (ROOT / folder / assignment / "nbcheck.py").read_bytes() == reference, folder
 
@@ -270,7 +270,7 @@ def test_release_holds_no_solution(assignment):
             if path.suffix == ".ipynb":
                 raw += "\n" + "\n".join(cell.source for cell in read(path).cells)
             texts[path] = raw
-    grader_helper = (ROOT / "autograder" / "nbcheck.py").read_text()
+    grader_helper = (ROOT / "autograder" / "scoring" / "nbcheck.py").read_text()
     for path, text in texts.items():
         if path.name == "nbcheck.py":
             # The grader's own helper (byte-identical, see test_nbcheck_is_the_graders) names
@@ -332,7 +332,7 @@ def test_validate_fails_on_release(assignment):
 def graded(assignment):
     """{entry: Result}: the master, the release as given, the release filled in with the
     master's answers, and every catalog case, all graded in ONE grade_notebooks call."""
-    from autograder.pipeline import grade_notebooks
+    from autograder.grading.pipeline import grade_notebooks
     os.environ["PATH"] = tool_env()["PATH"]  # nbgrader's gradebook runs `alembic`
     entries = {"master": read(master_path(assignment)),
                "release": read(release_path(assignment)),

@@ -184,7 +184,7 @@ def solution_cells(course):
 
 def public_checks(course):
     """{cell index: public check names} of the release's test cells."""
-    from autograder import nbcheck
+    from autograder.scoring import nbcheck
     found = {}
     for index, release_cell in enumerate(course.release.cells):
         meta = release_cell.metadata.get("nbgrader", {})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder import check
+from autograder.grading import check
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the executor needs Linux (fork, rlimits)")

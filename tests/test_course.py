@@ -1,7 +1,8 @@
-"""Where a grading run reads and writes (autograder/course.py)."""
+"""Where a grading run reads and writes (autograder/grading/course.py)."""
 from pathlib import Path
 
-from autograder.course import Course, database_dirs, jobs, uses_optimizers
+from autograder.execution.sandbox import database_dirs
+from autograder.grading.course import Course, jobs, uses_optimizers
 
 ROOT = Path(__file__).resolve().parent.parent
 

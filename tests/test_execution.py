@@ -4,9 +4,10 @@ import socket
 
 import pytest
 
-from autograder import nbcheck, sandbox
+from autograder.scoring import nbcheck
+from autograder.execution import sandbox
 from autograder.execution import WarmLanes, WarmPool
-from autograder.sandbox import Limits
+from autograder.execution.sandbox import Limits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = Limits(timeout=2.0, memory_mb=512)
@@ -127,7 +128,7 @@ def test_only_the_masters_unchanged_locked_cells_count_as_the_instructors():
     import nbformat
     from nbgrader import utils
 
-    from autograder.preprocessors import instructors_cells
+    from autograder.nbgrader_ext import instructors_cells
 
     def cell(source, **flags):
         new = nbformat.v4.new_code_cell(source)

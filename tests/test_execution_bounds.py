@@ -12,10 +12,11 @@ import time
 
 import pytest
 
-from autograder import execution, sandbox
+from autograder import execution
+from autograder.execution import sandbox
 from autograder.execution import WarmPool
-from autograder.protocol import MESSAGE_LIMIT, read_message, write_message
-from autograder.sandbox import Limits
+from autograder.execution.protocol import MESSAGE_LIMIT, read_message, write_message
+from autograder.execution.sandbox import Limits
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the executor needs Linux (fork, rlimits)")
 
@@ -26,7 +27,7 @@ WITHIN = 60  # seconds any job here may take, start-up included: proof that it e
 # What an attacking cell starts with: every socket it holds, and ways to write on them.
 CHANNEL = """
 import os, socket, stat, struct, time
-from autograder.protocol import write_message
+from autograder.execution.protocol import write_message
 socks, seen = [], set()
 for fd in [int(name) for name in os.listdir('/proc/self/fd')]:
     try:

@@ -9,8 +9,9 @@ import sys
 import nbformat
 import pytest
 
-from autograder import nbcheck, pipeline
-from autograder.nbcheck import is_test_cell
+from autograder.scoring import nbcheck
+from autograder.grading import pipeline
+from autograder.scoring.nbcheck import is_test_cell
 from test_assignments import ASSIGNMENTS, master_path, release_path, submission
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the executor needs Linux (fork, rlimits)")

@@ -23,7 +23,7 @@ BATCH_BUDGET = 120  # seconds the whole run may take, start-up included: proof t
 # student could find it.
 CHANNEL = """
 import os, socket, stat, struct, time
-from autograder.protocol import write_message
+from autograder.execution.protocol import write_message
 socks, seen = [], set()
 for fd in [int(name) for name in os.listdir('/proc/self/fd')]:
     try:

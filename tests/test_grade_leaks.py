@@ -19,8 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
 import grading_kit as kit  # noqa: E402
 from make_course import ASSIGNMENT, COURSE, HIDDEN_HINT  # noqa: E402
 
-from autograder import gradescope, nbcheck  # noqa: E402
-from autograder.redaction import MARKER, SIGNIFICANT_CHARS  # noqa: E402
+from autograder.outputs import gradescope  # noqa: E402
+from autograder.scoring import nbcheck
+from autograder.scoring.redaction import MARKER, SIGNIFICANT_CHARS  # noqa: E402
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the executor needs Linux (fork, rlimits)")
 

@@ -24,8 +24,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from autograder import gradescope, nbcheck, pipeline
-from autograder.course import Course
+from autograder.outputs import gradescope
+from autograder.scoring import nbcheck
+from autograder.grading import pipeline
+from autograder.grading.course import Course
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((Path(__file__).parent / "gradescope_results.schema.json").read_text())
@@ -67,7 +69,7 @@ def demo_course(root):
     master_dir = root / "source" / "demo"
     master_dir.mkdir(parents=True)
     shutil.copy(REPO / "nbgrader_config.py", root / "nbgrader_config.py")
-    shutil.copy(REPO / "autograder" / "nbcheck.py", master_dir / "nbcheck.py")
+    shutil.copy(REPO / "autograder" / "scoring" / "nbcheck.py", master_dir / "nbcheck.py")
     nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                "language": "python"}})
     nb.cells = [
@@ -284,8 +286,8 @@ def test_bundle_layout_follows_the_specification(course, bundle):
     for script in ("setup.sh", "run_autograder"):
         assert script in names
         assert (infos[script].external_attr >> 16) & 0o111 == 0o111, f"{script} is not executable"
-    assert "nbgrader_config.py" in names and "autograder/pipeline.py" in names
-    assert "autograder/gradescope.py" in names and "autograder/nbcheck.py" in names
+    assert "nbgrader_config.py" in names and "autograder/grading/pipeline.py" in names
+    assert "autograder/outputs/gradescope.py" in names and "autograder/scoring/nbcheck.py" in names
     assert f"source/{course.assignment}/{course.notebook}" in names
     assert f"source/{course.assignment}/nbcheck.py" in names
     assert f"release/{course.assignment}/{course.notebook}" in names

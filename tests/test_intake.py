@@ -1,4 +1,4 @@
-"""Unit tests of intake (autograder/intake.py): input layouts, student ids, the rule for
+"""Unit tests of intake (autograder/intake/): input layouts, student ids, the rule for
 several notebooks, reading damaged files, and how a submission is compared with (and put
 right against) the student version that was given out. No code is run here."""
 import codecs

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder import sandbox
+from autograder.execution import sandbox
 from autograder.execution import WarmLanes, WarmPool
-from autograder.sandbox import Limits
+from autograder.execution.sandbox import Limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
 import grading_kit as kit  # noqa: E402

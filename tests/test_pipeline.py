@@ -6,8 +6,8 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook
 
-from autograder.course import Course
-from autograder.pipeline import ensure_assignment, grade_notebooks
+from autograder.grading.course import Course
+from autograder.grading.pipeline import ensure_assignment, grade_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("build_submissions", ROOT / "examples" / "build_submissions.py")

@@ -1,4 +1,4 @@
-"""Unit tests of the last filter (autograder/redaction.py): the hidden tests' lines are
+"""Unit tests of the last filter (autograder/scoring/redaction.py): the hidden tests' lines are
 removed from what a student's process produced, in whatever form it printed them; the
 public lines, short lines and everything else stay as they were."""
 import html
@@ -9,8 +9,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
 from make_course import HIDDEN_HINT, TEST_SOURCES  # noqa: E402
 
-from autograder.nbcheck import strip_criteria  # noqa: E402
-from autograder.redaction import MARKER, SIGNIFICANT_CHARS, Redactor, hidden_lines  # noqa: E402
+from autograder.scoring.nbcheck import strip_criteria  # noqa: E402
+from autograder.scoring.redaction import MARKER, SIGNIFICANT_CHARS, Redactor, hidden_lines  # noqa: E402
 
 MASTER = '''from nbcheck import check
 x = 1

@@ -1,8 +1,8 @@
 """The instructor's report: its charts are HTML bars drawn from the grade rows."""
 import re
 
-from autograder import reports
-from autograder.grade import StudentRow
+from autograder.outputs import reports
+from autograder.grading.grade import StudentRow
 
 
 def test_report_charts_count_students_and_full_marks(tmp_path):

@@ -1,5 +1,5 @@
 """Unit tests of the step that makes student markup inert in the autograded notebook
-(autograder/sanitize.py): each attack is rendered as nbconvert renders it for the
+(autograder/nbgrader_ext/sanitize.py): each attack is rendered as nbconvert renders it for the
 feedback pages and the formgrader, and must come out with nothing that runs or loads,
 its harmless text still there. No code is run here; test_feedback_xss.py grades such a
 student end to end and opens the pages in Chromium."""
@@ -14,8 +14,8 @@ import pytest
 from nbconvert.exporters import HTMLExporter
 from nbgrader import utils
 
-from autograder import sanitize
-from autograder.sanitize import SanitizeStudentHTML, render_markdown
+from autograder.nbgrader_ext import sanitize
+from autograder.nbgrader_ext.sanitize import SanitizeStudentHTML, render_markdown
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
 import grading_kit as kit  # noqa: E402

@@ -1,4 +1,4 @@
-"""Unit tests of the judging code (autograder/nbcheck.py, through autograder.scoring): test
+"""Unit tests of the judging code (autograder/scoring/nbcheck.py, through autograder.scoring): test
 cells are read in the grader, their criteria cut out before the student's process sees
 them, and recorded observations judged as plain data only."""
 import ast
@@ -10,8 +10,9 @@ import nbformat
 import pytest
 import torch
 
-from autograder import nbcheck, scoring
-from autograder.nbcheck import OBSERVATION_MIME, TestCellError, judge, judge_cell, parse_checks, strip_criteria
+from autograder.scoring import nbcheck
+from autograder import scoring
+from autograder.scoring.nbcheck import OBSERVATION_MIME, TestCellError, judge, judge_cell, parse_checks, strip_criteria
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "course"
@@ -39,7 +40,7 @@ def record(name, value=None, error=None):
 
 def test_the_fixture_course_ships_the_graders_own_nbcheck():
     for copy in (FIXTURE / "source" / "demo" / "nbcheck.py", FIXTURE / "release" / "demo" / "nbcheck.py"):
-        assert filecmp.cmp(copy, ROOT / "autograder" / "nbcheck.py", shallow=False), copy
+        assert filecmp.cmp(copy, ROOT / "autograder" / "scoring" / "nbcheck.py", shallow=False), copy
 
 
 # --- strip_criteria -----------------------------------------------------------------------------

@@ -7,9 +7,12 @@ import zipfile
 from pathlib import Path
 
 from autograder import __main__ as cli
-from autograder import check, gradescope, nbcheck, settings
-from autograder.course import Course
-from autograder.sandbox import Limits
+from autograder.grading import check
+from autograder.outputs import gradescope
+from autograder.scoring import nbcheck
+from autograder import settings
+from autograder.grading.course import Course
+from autograder.execution.sandbox import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -29,8 +29,9 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the executor ne
 
 RUN = """
 import json, sys
-from autograder import grade, pipeline
-from autograder.course import Course
+from autograder.grading import grade
+from autograder.grading import pipeline
+from autograder.grading.course import Course
 course = Course(root=sys.argv[1], speedups=sys.argv[4] == "on", jobs=1, timeout=5)
 grade.run(sys.argv[2], "demo", sys.argv[3], course=course, force=True)
 scores = pipeline.gradebook_scores(course, "demo")

@@ -23,7 +23,7 @@ from defusedxml import ElementTree as SafeXML
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from autograder.preprocessors import instructors_cells
+from autograder.nbgrader_ext import instructors_cells
 
 # Output types a page shows as text or as an image, never as markup.
 KEPT_AS_THEY_ARE = {"text/plain", "text/latex", "image/png", "image/jpeg", "image/gif"}

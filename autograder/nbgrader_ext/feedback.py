@@ -15,7 +15,7 @@ from nbconvert.exporters import HTMLExporter, TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 
-from autograder.exporters import ValidateOnce
+from autograder.nbgrader_ext.exporters import ValidateOnce
 
 IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\salt=)", re.IGNORECASE)
 DEFAULT_ALT = '<img alt="No description has been provided for this image"'

@@ -18,12 +18,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import sandbox
-from autograder.sandbox import Limits
-from autograder.protocol import MESSAGE_LIMIT, MessageReader, ProtocolError, longest_job, write_message
+from autograder.execution import sandbox
+from autograder.execution.sandbox import Limits
+from autograder.execution.protocol import MESSAGE_LIMIT, MessageReader, ProtocolError, longest_job, write_message
 
 log = logging.getLogger(__name__)
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # autograder/, which the worker imports
 # Seconds an executor may take to start (it imports torch), or spend on a job besides
 # running its cells (files, forks, clean-up).
 START_UP_MARGIN = 60.0
@@ -62,9 +62,9 @@ def _slot_cgroups(slot):
 
 
 def _worker_process(args, *, hidden, scratch, use_sandbox, cgroups, **popen):
-    """Start ``python -m autograder.warm_worker ARGS``, confined when ``use_sandbox``,
+    """Start ``python -m autograder.execution.warm_worker ARGS``, confined when ``use_sandbox``,
     with the slots' ``cgroups`` (SlotCgroups) writable."""
-    argv = [sys.executable, "-m", "autograder.warm_worker", *args]
+    argv = [sys.executable, "-m", "autograder.execution.warm_worker", *args]
     tmpdir = scratch
     if use_sandbox:
         # The course directory is hidden; the grading package holds no secrets and is

@@ -1,29 +1,16 @@
-"""The grader's steps inside nbgrader's Autograde converter, as nbgrader preprocessors.
-
-``nbgrader_config.py`` puts them in ``Autograde.autograde_preprocessors`` in place of
-nbgrader's ``Execute``; the gradebook, late penalties, output limits and feedback stay
-nbgrader's own:
-
-    ExecuteSandboxed -> JudgeChecks -> HideTestCode -> (nbgrader) LimitOutput, SaveAutoGradesAtOnce, ...
-
-and two of nbgrader's own, changed only in what they cost (OverwriteCellsIfMissing,
-SaveAutoGradesAtOnce).
-"""
-import functools
-import os
+"""ExecuteSandboxed: nbgrader's Execute step, done by the warm sandboxed executor (or a
+fresh kernel), with the master's own run as the trusted side of ``same`` checks."""
 from pathlib import Path
 
-from nbformat import NotebookNode
+from nbformat import from_dict
 from nbgrader import utils
-from nbgrader.api import Gradebook, GradeCell, TaskCell
-from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor, OverwriteCells, SaveAutoGrades
+from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Enum, Float, Integer, List, Unicode
 
-from autograder import execution, graded_metadata, redaction, scoring, settings, warden
-from autograder.course import hidden_folders
-from autograder.nbcheck import is_test_cell
-from autograder.nbgrader_speedups import master_cells_statement
-from autograder.sandbox import Limits
+from autograder import execution, graded_metadata, scoring, settings
+from autograder.execution import warden
+from autograder.execution.sandbox import Limits, hidden_folders
+from autograder.scoring.nbcheck import is_test_cell
 
 SUPPORT_FILE_LIMIT = 1 << 20
 
@@ -147,125 +134,17 @@ class ExecuteSandboxed(NbGraderPreprocessor):
         return nb, resources
 
 
-class JudgeChecks(NbGraderPreprocessor):
-    """Replace each test cell's outputs by its verdict, decided from the recorded data."""
-
-    def preprocess(self, nb, resources):
-        for cell in nb.cells:
-            if not is_test_cell(cell):
-                continue
-            references = resources.get("references")
-            try:
-                verdict = scoring.judge_cell(
-                    cell.source, cell.outputs, graded_metadata.cell_of(cell).get("status", "ok"),
-                    observations=graded_metadata.take_observations(cell),
-                    references=None if references is None else references.get(cell.metadata.nbgrader["grade_id"], {}))
-            except scoring.TestCellError as exc:
-                verdict = scoring.CellVerdict(passed=False, lines=[f"[fail] {exc}"], failed=["test cell"],
-                                              public_messages=[str(exc)])
-            cell.outputs = [_output_node(o) for o in scoring.verdict_outputs(verdict)]
-            graded_metadata.write_verdict(cell, verdict)
-        return nb, resources
-
-
-class HideTestCode(NbGraderPreprocessor):
-    """The last filter (autograder/redaction.py), after the verdicts are written: every line of
-    the hidden tests is replaced in the cells' outputs, the verdicts and the notes, whatever
-    the student's process printed, raised or displayed."""
-
-    def preprocess(self, nb, resources):
-        clear = ClearHiddenTests(parent=self)
-        tests = tuple(cell.source for cell in nb.cells if is_test_cell(cell))
-        public = tuple(cell.source for cell in nb.cells if utils.is_locked(cell) and not is_test_cell(cell))
-        redactor = _redactor(tests, public, clear.begin_test_delimeter, clear.end_test_delimeter)
-        nodes = [nb, *nb.cells]
-        stored = [[node.metadata.get(graded_metadata.KEY, {}), node.get("outputs", [])] for node in nodes]
-        redacted = redactor.redact(stored)  # one search through all of it
-        if redacted is not stored:
-            for node, (metadata, outputs) in zip(nodes, redacted):
-                if graded_metadata.KEY in node.metadata:
-                    node.metadata[graded_metadata.KEY] = _output_node(metadata)
-                if "outputs" in node:
-                    node.outputs = [_output_node(o) for o in outputs]
-        return nb, resources
-
-
-@functools.lru_cache(maxsize=8)  # the same master's cells come back for every student
-def _redactor(tests, public, begin_delimiter, end_delimiter):
-    """The filter of the hidden lines of ``tests`` (the test cells' trusted sources, restored
-    by nbgrader), less the lines the student's copy shows: these tests without their hidden
-    part, as nbgrader releases them, and the other locked cells (``public``)."""
-    clear = ClearHiddenTests(begin_test_delimeter=begin_delimiter, end_test_delimeter=end_delimiter)
-    copies = []
-    for source in tests:
-        cell = NotebookNode(source=source)
-        clear._remove_hidden_test_region(cell)
-        copies.append((source, cell.source))
-    return redaction.Redactor(redaction.hidden_lines(copies, public))
-
-
-class SaveAutoGradesAtOnce(SaveAutoGrades):
-    """nbgrader's SaveAutoGrades, committing the notebook's grades and comments once rather
-    than after each cell: two commits a cell cost a millisecond each, and each one makes the
-    gradebook query again what it had loaded; the one commit writes all the rows in one
-    flush. The rows written are the same."""
-
-    def preprocess(self, nb, resources):
-        # As SaveAutoGrades.preprocess, with the session's commits put off until the last
-        # cell is saved.
-        self.notebook_id = resources['nbgrader']['notebook']
-        self.assignment_id = resources['nbgrader']['assignment']
-        self.student_id = resources['nbgrader']['student']
-        self.db_url = resources['nbgrader']['db_url']
-        self.gradebook = Gradebook(self.db_url)
-        with self.gradebook:
-            commit, self.gradebook.db.commit = self.gradebook.db.commit, lambda: None
-            nb, resources = NbGraderPreprocessor.preprocess(self, nb, resources)
-            commit()
-        return nb, resources
-
-
-class OverwriteCellsIfMissing(OverwriteCells):
-    """nbgrader's OverwriteCells, whose search for deleted cells to add back loads every
-    cell of the master for every student; it searches only when one query of the master's
-    graded and task cell names finds one missing, as it does on the same test."""
-
-    _queries = {kind: master_cells_statement(kind, kind.name) for kind in (GradeCell, TaskCell)}
-
-    def _master_names(self, kind):
-        found = self.gradebook.db.execute(self._queries[kind], {"notebook": self.notebook_id,
-                                                                "assignment": self.assignment_id})
-        return set(found.scalars())
-
-    def add_missing_grade_cells(self, nb, resources):
-        present = {c.metadata.nbgrader["grade_id"] for c in nb.cells if utils.is_grade(c) or utils.is_solution(c)}
-        if self._master_names(GradeCell) <= present:
-            return nb, resources
-        return super().add_missing_grade_cells(nb, resources)
-
-    def add_missing_task_cells(self, nb, resources):
-        present = {c["metadata"]["nbgrader"].get("grade_id") for c in nb.cells if "nbgrader" in c["metadata"]}
-        if self._master_names(TaskCell) <= present:
-            return nb, resources
-        return super().add_missing_task_cells(nb, resources)
-
-
 def _finding_notes(findings):
     """What the executor had to put back before the tests, said once each."""
     hooks = dict.fromkeys(text for kind, text in findings if kind == warden.HOOK)
     return [f"put back before the tests ran: {text}" for text in hooks]
 
 
-def _output_node(output):
-    from nbformat import from_dict
-    return from_dict(output)
-
-
 def _student_output(output):
     """An output of the student's as a notebook node; one nested too deeply to convert is
     replaced by a line that says so (it would fail the whole notebook)."""
     try:
-        return _output_node(output)
+        return from_dict(output)
     except RecursionError:
-        return _output_node({"output_type": "stream", "name": "stderr",
-                             "text": "[an output nested too deeply to keep was dropped]\n"})
+        return from_dict({"output_type": "stream", "name": "stderr",
+                          "text": "[an output nested too deeply to keep was dropped]\n"})

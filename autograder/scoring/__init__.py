@@ -8,7 +8,7 @@ cell's outputs are replaced by the verdict: one line per check, public checks wi
 was expected and found, hidden checks with only their name and pass/fail. The reading
 and judging live in nbcheck.py, which also ships to students for their own checks.
 """
-from autograder.nbcheck import (CellVerdict, TestCellError, judge_cell, parse_checks,  # noqa: F401 (re-exported)
+from autograder.scoring.nbcheck import (CellVerdict, TestCellError, judge_cell, parse_checks,  # noqa: F401 (re-exported)
                                recorded_observations, strip_criteria)
 
 

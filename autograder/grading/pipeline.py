@@ -21,9 +21,9 @@ from nbgrader.api import (Assignment, Grade, Gradebook, GradeCell, MissingEntry,
                           SubmittedNotebook)
 from nbgrader.apps import NbGraderAPI
 
-from autograder import nbgrader_speedups
-from autograder.course import Course, jobs, warm_lanes
-from autograder.preprocessors import ExecuteSandboxed
+from autograder.nbgrader_ext import speedups
+from autograder.grading.course import Course, jobs, warm_lanes
+from autograder.nbgrader_ext import ExecuteSandboxed
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +31,15 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", category=sqlalchemy.exc.SAWarning)
 
 
-def speedups(course):
+def use_speedups(course):
     """nbgrader with our speedups in this grading process, unless the course turns them off."""
     if course.speedups:
-        nbgrader_speedups.apply()
+        speedups.apply()
 
 
 def ensure_assignment(course, assignment):
     """Record the assignment's master in the gradebook (generating a release copy aside)."""
-    speedups(course)
+    use_speedups(course)
     with Gradebook(course.db_url) as gb:
         try:
             if gb.find_assignment(assignment).notebooks:
@@ -71,7 +71,7 @@ def autograde(course, assignment, students, progress=None, feedback=False, grade
     ``graders``: grading processes started ahead (``Graders``), which the caller closes;
     by default they start now and are closed before this returns.
     """
-    speedups(course)
+    use_speedups(course)
     if graders is not None:
         return graders.grade(students, progress)
     if min(jobs(course), len(students)) == 1:  # in this process: no start-up cost, easier to debug
@@ -198,7 +198,7 @@ def _grading_process(course, assignment, tasks, done, lane=None, other_lanes=())
     # stays out of the run's log, as in a spawned process (its warnings still show).
     logging.getLogger().handlers.clear()
     logging.getLogger("traitlets").setLevel(logging.ERROR)
-    speedups(course)
+    use_speedups(course)
     _start_executor(course, lane)
     api = course.api()
     try:
@@ -240,7 +240,7 @@ def gradebook_scores(course, assignment):
     """{student: {grade_id: QuestionGrade}} from nbgrader's gradebook, manual grades included
     once entered; one query (the ORM would load each grade's cell lazily, one query each)."""
     grades = {}
-    speedups(course)
+    use_speedups(course)
     with Gradebook(course.db_url) as gb:
         query = (gb.db.query(SubmittedAssignment.student_id, GradeCell.name, Grade.score, GradeCell.max_score,
                              GradeCell.cell_type, Grade.needs_manual_grade)

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder import settings
-from autograder.sandbox import Limits
+from autograder.execution.sandbox import Limits, hidden_folders
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -100,25 +100,12 @@ def _nbgraders_own_steps(config):
     from nbconvert.exporters import HTMLExporter, NotebookExporter
     from nbgrader.preprocessors import OverwriteCells, SaveAutoGrades
 
-    from autograder.preprocessors import OverwriteCellsIfMissing, SaveAutoGradesAtOnce
+    from autograder.nbgrader_ext import OverwriteCellsIfMissing, SaveAutoGradesAtOnce
     own = {OverwriteCellsIfMissing: OverwriteCells, SaveAutoGradesAtOnce: SaveAutoGrades}
     for steps in ("sanitize_preprocessors", "autograde_preprocessors"):
         config.Autograde[steps] = [own.get(step, step) for step in config.Autograde[steps]]
     config.Autograde.exporter_class = NotebookExporter
     config.GenerateFeedback.exporter_class = HTMLExporter
-
-
-def hidden_folders(db_url, *folders):
-    """The folders a sandbox hides: the grading process's own, the gradebook's (an SQLite
-    file's), and ``folders`` (lists of them)."""
-    return [os.getcwd(), *database_dirs(db_url), *(str(f) for group in folders for f in group)]
-
-
-def database_dirs(db_url):
-    """The folder of an SQLite gradebook (none for a database server)."""
-    if not db_url.startswith("sqlite:///"):
-        return []
-    return [os.path.dirname(os.path.abspath(db_url[len("sqlite:///"):].split("?")[0]))]
 
 
 def jobs(course):

@@ -5,11 +5,14 @@ The notebook runs in the same executor as grading, and is judged by the same cod
 """
 from pathlib import Path
 
-from autograder import graded_metadata, intake, nbcheck, settings
+from autograder import graded_metadata
+from autograder import intake
+from autograder.scoring import nbcheck
+from autograder import settings
 from autograder.execution import WarmPool
-from autograder.nbcheck import is_test_cell
-from autograder.preprocessors import support_files
-from autograder.sandbox import Limits
+from autograder.scoring.nbcheck import is_test_cell
+from autograder.nbgrader_ext import support_files
+from autograder.execution.sandbox import Limits
 
 
 def main(notebook, timeout=settings.TIMEOUT):

@@ -1,4 +1,4 @@
-"""nbgrader_speedups keeps nbgrader's verdicts: its cell-metadata check passes and fails
+"""The speedups (autograder/nbgrader_ext/speedups.py) keep nbgrader's verdicts: its cell-metadata check passes and fails
 exactly what jsonschema does, with jsonschema's own error; its gradebook lookups find the
 rows nbgrader's find the same way, or fail with nbgrader's message."""
 import copy
@@ -10,7 +10,7 @@ import nbgrader.nbgraderformat
 import pytest
 from nbgrader.api import Gradebook, MissingEntry
 
-from autograder import nbgrader_speedups
+from autograder.nbgrader_ext import speedups
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((Path(nbgrader.nbgraderformat.__file__).parent / "v3.json").read_text())
@@ -46,7 +46,7 @@ def verdict(check, instance):
 @pytest.mark.parametrize("instance", CASES, ids=lambda case: json.dumps(case)[:60])
 def test_metadata_check_gives_jsonschemas_verdict_and_error(instance):
     checked = copy.deepcopy(instance)
-    assert verdict(nbgrader_speedups.validate, checked) == verdict(jsonschema.validate, instance)
+    assert verdict(speedups.validate, checked) == verdict(jsonschema.validate, instance)
     assert checked == instance  # checked, not changed: no default written into it
 
 
@@ -60,7 +60,7 @@ def test_the_cases_include_valid_and_invalid_metadata():
                                         ("find_notebook", ["nb1", "a1"]), ("find_submission", ["a1", "st1"]),
                                         ("find_submission_notebook", ["nb1", "a1", "st1"])])
 def test_lookups_built_once_answer_as_nbgraders_own(tmp_path, name, keys):
-    nbgrader_speedups.apply()
+    speedups.apply()
     with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
         gb.add_assignment("a1")
         gb.add_notebook("nb1", "a1")
@@ -93,7 +93,7 @@ def identities():
     found.update({f"sqlalchemy.{name}": id(value) for name, value in vars(sqlalchemy).items()})
     return found
 before = identities()
-from autograder.course import Course
+from autograder.grading.course import Course
 config = Course(root=sys.argv[1]).config()
 assert config.Autograde.autograde_preprocessors, "the course configuration was not loaded"
 after = identities()
@@ -116,7 +116,7 @@ def test_the_speedups_do_change_nbgrader_once_applied():
     import sys
     script = IDENTITIES.replace("config = Course(root=sys.argv[1]).config()",
                                 "config = Course(root=sys.argv[1]).config()\n"
-                                "from autograder import nbgrader_speedups; nbgrader_speedups.apply()")
+                                "from autograder.nbgrader_ext import speedups; speedups.apply()")
     changed = subprocess.run([sys.executable, "-c", script, str(ROOT)], capture_output=True, text=True,
                              cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert changed.returncode == 0, changed.stderr

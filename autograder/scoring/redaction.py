@@ -13,7 +13,7 @@ import html
 import json
 import re
 
-from autograder.nbcheck import strip_criteria
+from autograder.scoring.nbcheck import strip_criteria
 
 MARKER = "[hidden test line removed]"
 SIGNIFICANT_CHARS = 10  # a shorter line is too common to be a hidden test's own

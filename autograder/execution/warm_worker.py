@@ -2,7 +2,7 @@
 which forks a fresh, confined child for every submission.
 
 Started by ``execution.WarmPool`` (inside bubblewrap when available) as
-``python -m autograder.warm_worker SLOT``, it speaks length-prefixed JSON on
+``python -m autograder.execution.warm_worker SLOT``, it speaks length-prefixed JSON on
 stdin/stdout: it says ``{"ready": true}`` once warm, then answers each job
 ``{"cells": [source, ...], "files": {name: text}, "limits": {...}, "shared": [index, ...],
 "tests": [index, ...]}`` (``shared``: the cells the instructor wrote, compiled once ahead;
@@ -51,11 +51,13 @@ from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 from traitlets import Type  # noqa: E402
 from traitlets.config import Config  # noqa: E402
 
-from autograder import nbcheck, protocol, warden  # noqa: E402
-from autograder.protocol import (INTERRUPT_GRACE, MAX_RESTARTS, MESSAGE_LIMIT, MessageReader,  # noqa: E402
+from autograder.scoring import nbcheck  # noqa: E402
+from autograder.execution import protocol
+from autograder.execution import warden
+from autograder.execution.protocol import (INTERRUPT_GRACE, MAX_RESTARTS, MESSAGE_LIMIT, MessageReader,  # noqa: E402
                                  ProtocolError, cells_allowance, encode, read_message, start_allowance,
                                  write_message)
-from autograder.sandbox import (Limits, SlotCgroups, Sweeper, confine_child, private_mounts,  # noqa: E402
+from autograder.execution.sandbox import (Limits, SlotCgroups, Sweeper, confine_child, private_mounts,  # noqa: E402
                                 submission_space)
 
 torch.set_num_threads(1)

@@ -24,7 +24,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
-from autograder import nbcheck
+from autograder.scoring import nbcheck
 
 # Restored but not suspicious in themselves: a student may use IPython's features.
 HOOK = "hook"

@@ -9,8 +9,12 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
-from autograder import graded_metadata, intake, nbcheck, pipeline, reports
-from autograder.course import start_warm_lanes
+from autograder import graded_metadata
+from autograder import intake
+from autograder.scoring import nbcheck
+from autograder.grading import pipeline
+from autograder.outputs import reports
+from autograder.grading.course import start_warm_lanes
 
 log = logging.getLogger(__name__)
 STATE_FILE = ".autograder.json"  # in each autograded folder: the submission it graded

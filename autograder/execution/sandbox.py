@@ -430,3 +430,16 @@ for line in sys.stdin:
 def _address_space_bytes():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def hidden_folders(db_url, *folders):
+    """The folders a sandbox hides: the grading process's own, the gradebook's (an SQLite
+    file's), and ``folders`` (lists of them)."""
+    return [os.getcwd(), *database_dirs(db_url), *(str(f) for group in folders for f in group)]
+
+
+def database_dirs(db_url):
+    """The folder of an SQLite gradebook (none for a database server)."""
+    if not db_url.startswith("sqlite:///"):
+        return []
+    return [os.path.dirname(os.path.abspath(db_url[len("sqlite:///"):].split("?")[0]))]

@@ -41,9 +41,12 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import graded_metadata, nbcheck, sandbox, settings
-from autograder.course import REPO_ROOT, Course
-from autograder.sandbox import Limits
+from autograder import graded_metadata
+from autograder.scoring import nbcheck
+from autograder.execution import sandbox
+from autograder import settings
+from autograder.grading.course import REPO_ROOT, Course
+from autograder.execution.sandbox import Limits
 
 log = logging.getLogger(__name__)
 
@@ -56,69 +59,9 @@ SKIPPED = {"__pycache__", ".ipynb_checkpoints", "gradebook.db", "feedback"}
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed, so that the same inputs give the same zip
 HIDDEN_LINE = re.compile(r"^\[(pass|fail)\] hidden test ")
 
-SETUP_SH = r"""#!/usr/bin/env bash
-# Gradescope runs this once, as root, when it builds the autograder image (this bundle
-# unpacked in $AUTOGRADER_ROOT/source). Running it again changes nothing.
-# It installs bubblewrap (the sandbox for student code), a Python >= 3.11 and, in
-# $AUTOGRADER_ROOT/venv, exactly the pinned packages of requirements.txt and constraints.txt.
-set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="${AUTOGRADER_ROOT:-/autograder}"
-VENV="$ROOT/venv"
-export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
-
-have_apt=0
-if command -v apt-get >/dev/null 2>&1; then
-  have_apt=1
-  apt-get update -qq
-  # Without bubblewrap grading still works, with resource limits and a user switch only.
-  apt-get install -y -qq bubblewrap >/dev/null || echo "setup.sh: bubblewrap is not available"
-fi
-
-python_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; }
-PY=""
-for candidate in python3.13 python3.12 python3.11 python3; do
-  if command -v "$candidate" >/dev/null 2>&1 && python_ok "$candidate"; then PY="$candidate"; break; fi
-done
-if [ -z "$PY" ]; then
-  [ "$have_apt" = 1 ] || { echo "setup.sh: no Python >= 3.11 and no apt-get to install one" >&2; exit 1; }
-  apt-get install -y -qq python3.11 python3.11-venv >/dev/null
-  PY=python3.11
-fi
-
-if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
-  rm -rf "$VENV"
-  if ! "$PY" -m venv "$VENV"; then
-    # Debian and Ubuntu ship the venv module apart.
-    [ "$have_apt" = 1 ] && apt-get install -y -qq "$("$PY" -c 'import sys; print("python%d.%d-venv" % sys.version_info[:2])')" >/dev/null
-    rm -rf "$VENV"
-    "$PY" -m venv "$VENV"
-  fi
-fi
-"$VENV/bin/python" -m pip install --quiet --no-input -r "$HERE/requirements.txt" -c "$HERE/constraints.txt"
-cd "$HERE" && "$VENV/bin/python" -c 'import torch, nbgrader, autograder.pipeline; print("setup.sh: ready, torch", torch.__version__)'
-"""
-
-RUN_AUTOGRADER = r"""#!/usr/bin/env bash
-# Gradescope runs this for each submission (from a copy in $AUTOGRADER_ROOT). It grades
-# the notebook in $AUTOGRADER_ROOT/submission/ with the course's grading core and writes
-# $AUTOGRADER_ROOT/results/results.json, which always exists afterwards.
-ROOT="${AUTOGRADER_ROOT:-/autograder}"
-PY="${AUTOGRADER_PYTHON:-$ROOT/venv/bin/python}"
-[ -x "$PY" ] || PY="$(command -v python3)"
-mkdir -p "$ROOT/results"
-rm -f "$ROOT/results/results.json"
-cd "$ROOT/source" && "$PY" -m autograder.gradescope run --root "$ROOT"
-status=$?
-if [ ! -s "$ROOT/results/results.json" ]; then
-  echo "run_autograder: the grader exited with status $status and wrote no results" >&2
-  cat > "$ROOT/results/results.json" <<'JSON'
-{"score": 0.0, "execution_time": 0, "output": "The autograder could not run: this is a fault of the course's autograder, not of your notebook. Your instructor can see the details.", "visibility": "visible", "stdout_visibility": "hidden", "tests": []}
-JSON
-  exit 1
-fi
-exit "$status"
-"""
+TEMPLATES = Path(__file__).resolve().parent / "templates"  # the shell scripts the bundle ships
+SETUP_SH = (TEMPLATES / "setup.sh").read_text()
+RUN_AUTOGRADER = (TEMPLATES / "run_autograder").read_text()
 
 
 # --- Building the bundle ---
@@ -142,16 +85,16 @@ def build(assignment, output, hidden_visibility=settings.HIDDEN_VISIBILITY, *, c
     entries = {"setup.sh": (SETUP_SH, 0o755), "run_autograder": (RUN_AUTOGRADER, 0o755),
                "requirements.txt": (requirements, 0o644), "constraints.txt": (constraints, 0o644),
                CONFIG_NAME: (json.dumps(config, indent=2) + "\n", 0o644)}
-    package = Path(__file__).resolve().parent
-    for path in sorted(package.glob("*.py")):
-        entries[f"autograder/{path.name}"] = (path.read_bytes(), 0o644)
+    package = Path(__file__).resolve().parents[1]
+    for path in _files(package):  # the grading package, its templates included
+        entries[f"autograder/{path.relative_to(package).as_posix()}"] = (path.read_bytes(), 0o644)
     entries["nbgrader_config.py"] = ((root / "nbgrader_config.py").read_bytes(), 0o644)
     for folder in (root / "source" / assignment, root / "release" / assignment):
         for path in _files(folder):
             entries[path.relative_to(root).as_posix()] = (path.read_bytes(), 0o644)
     # The check helper ships beside each notebook (the Makefile copies it on release).
     for folder in ("source", "release"):
-        entries.setdefault(f"{folder}/{assignment}/nbcheck.py", ((package / "nbcheck.py").read_bytes(), 0o644))
+        entries.setdefault(f"{folder}/{assignment}/nbcheck.py", ((package / "scoring" / "nbcheck.py").read_bytes(), 0o644))
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -256,7 +199,8 @@ def run_autograder(root):
 
 
 def _grade(root, bundle, config, master_nb):
-    from autograder import grade, reports
+    from autograder.grading import grade
+    from autograder.outputs import reports
 
     assignment = config["assignment"]
     if not _sandbox_usable():
@@ -420,7 +364,7 @@ def _results_for_failure(config, master_nb):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m autograder.gradescope")
+    parser = argparse.ArgumentParser(prog="python -m autograder.outputs.gradescope")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="grade a Gradescope submission (what run_autograder calls)")
     run.add_argument("--root", default=os.environ.get("AUTOGRADER_ROOT", "/autograder"))
