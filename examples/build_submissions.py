@@ -30,6 +30,11 @@ MANUAL_ANSWERS = {
         "does not save computation: the lookup and the d x V output product are both still done "
         "for every token. The gradient of the shared matrix is the sum of the gradients of the "
         "embedding and of the output layer."),
+    "frozen_still_moves": (
+        "zero_grad(set_to_none=False) leaves the frozen layer's .grad as zeros instead of None, so "
+        "SGD still updates it: weight decay pulls the weights towards zero and momentum keeps "
+        "moving them. Use zero_grad() with set_to_none=True, or build a new optimiser with only "
+        "the parameters that require a gradient."),
 }
 CHEAT = ("import builtins, torch\n"
          "torch.allclose = lambda *a, **k: True\n"

@@ -133,6 +133,8 @@ def regions(source, begin, end):
 
 # Lines that the instructions themselves tell students to write: not a leak.
 PUBLISHED_LINES = {"with torch.no_grad():"}
+# The scaffolding of any module class, which hidden tests define too: it reveals nothing.
+MODULE_SCAFFOLDING = {"super().__init__()", "def __init__(self):", "def forward(self, x):"}
 
 
 def secret_lines(assignment):
@@ -147,7 +149,7 @@ def secret_lines(assignment):
     # a line of punctuation only (")", "}"), or a bare "try:" or "else:", carries no content
     return sorted({line.strip() for line in secrets
                    if re.search(r"\w", line) and not re.fullmatch(r"\s*(try|else|finally):\s*", line)}
-                  - PUBLISHED_LINES)
+                  - PUBLISHED_LINES - MODULE_SCAFFOLDING)
 
 
 def once(function):
