@@ -17,11 +17,25 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "examples" / "submissions"
 CATALOG = tomllib.loads((ROOT / "tests" / "wrong_answers.toml").read_text())
 MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
-MANUAL_ANSWER = ("Sharing stores one set of weights for several uses, so the model has fewer "
-                 "parameters to learn and to keep in memory, and each use adds its gradient to the "
-                 "same tensor, so every use trains it. It builds in a prior: a convolution kernel or "
-                 "an RNN cell should act the same everywhere, and tied input and output embeddings "
-                 "keep one vocabulary representation.")
+# A student's answer to each question graded by hand, by the grade id of its cell.
+MANUAL_ANSWERS = {
+    "plot_reading_answer": (
+        "The output bias moves every prediction by the same amount, so its gradient is the mean "
+        "error: the first steps fix the average and it drops to almost nothing. 2.weight has the "
+        "largest norm because the shared layer adds up the gradients of its two uses. No gradient "
+        "vanishes or explodes: the curves stay within about a factor of ten. Unit 2 of layer 0 is "
+        "dead, its weights never change; a LeakyReLU would keep it alive."),
+    "tied_embeddings_answer": (
+        "Tying saves V x d = 50,000 x 768 = 38.4 million parameters, about 154 MB in float32. It "
+        "does not save computation: the lookup and the d x V output product are both still done "
+        "for every token. The gradient of the shared matrix is the sum of the gradients of the "
+        "embedding and of the output layer."),
+    "frozen_still_moves": (
+        "zero_grad(set_to_none=False) leaves the frozen layer's .grad as zeros instead of None, so "
+        "SGD still updates it: weight decay pulls the weights towards zero and momentum keeps "
+        "moving them. Use zero_grad() with set_to_none=True, or build a new optimiser with only "
+        "the parameters that require a gradient."),
+}
 CHEAT = ("import builtins, torch\n"
          "torch.allclose = lambda *a, **k: True\n"
          "torch.equal = lambda *a, **k: True\n"
@@ -46,7 +60,7 @@ def filled(assignment, replace=None):
         if gid in replace:
             cell.source = replace[gid].strip("\n")
         elif cell.cell_type == "markdown":
-            cell.source = MANUAL_ANSWER
+            cell.source = MANUAL_ANSWERS[gid]
         else:
             cell.source = "\n".join(line for line in answers[gid].splitlines() if line.strip() not in MARKERS)
     return nb
