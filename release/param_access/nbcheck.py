@@ -12,7 +12,7 @@ Two modes, chosen by the NBCHECK_MODE environment variable at call time:
 * ``record`` (set by the autograder): the observation is only recorded. The grader
   strips the criteria from the cell before the student's process sees it and judges the
   recorded data in its own process. In the grader's executor the check goes to the
-  child's warden (autograder/warden.py), which takes records only from the test cell's
+  child's warden (autograder/execution/warden.py), which takes records only from the test cell's
   own calls; elsewhere (a plain Jupyter kernel) it is published as a display output of
   MIME type ``OBSERVATION_MIME``.
 

@@ -12,7 +12,7 @@ Two modes, chosen by the NBCHECK_MODE environment variable at call time:
 * ``record`` (set by the autograder): the observation is only recorded. The grader
   strips the criteria from the cell before the student's process sees it and judges the
   recorded data in its own process. In the grader's executor the check goes to the
-  child's warden (autograder/warden.py), which takes records only from the test cell's
+  child's warden (autograder/execution/warden.py), which takes records only from the test cell's
   own calls; elsewhere (a plain Jupyter kernel) it is published as a display output of
   MIME type ``OBSERVATION_MIME``.
 
@@ -31,6 +31,10 @@ import os
 from dataclasses import dataclass, field
 
 OBSERVATION_MIME = "application/vnd.nbcheck.observation+json"
+# Seconds a cell may run, in grading and in a student's own check; the grader's settings
+# read it here, since this file ships alone to students.
+CELL_TIMEOUT = 10.0
+ERROR_TEXT_LIMIT = 500  # characters of an error's message (and of each traceback entry) a student is shown
 _MISSING = object()
 
 # Captured at import, before any student code runs in the grader's warm process,
@@ -144,7 +148,7 @@ def observe_safely(observe):
         raw = observe() if _callable(observe) else observe
         return to_plain(raw), None
     except (Exception, SystemExit) as exc:  # KeyboardInterrupt (a timeout) ends the cell
-        return None, f"{_type(exc).__name__}: {exc}"
+        return None, f"{_type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT]
 
 
 def check(name, observe, *, expect=_MISSING, same=None, tol=1e-6, hint=""):
@@ -193,6 +197,7 @@ class CellVerdict:
 
 class TestCellError(ValueError):
     """A test cell that does not follow the check convention (a fault of the master)."""
+    __test__ = False  # an error, not a class of tests for pytest to collect
 
 
 def _check_calls(tree):
@@ -265,13 +270,19 @@ def recorded_observations(outputs):
     return found
 
 
+# A cell's status when it did not simply run: (its name in the grade table, what a student reads).
+CELL_PROBLEMS = {"timeout": ("timeout", "the cell ran out of time"),
+                 "memory": ("memory limit", "the cell ran out of memory"),
+                 "crashed": ("crashed", "the process running the cell died"),
+                 "not run": ("not run", "the cell was not run")}
+
+
 def _cell_problem(outputs, status):
     if status and status not in ("ok", "error"):
-        return {"timeout": "the cell ran out of time", "memory": "the cell ran out of memory",
-                "crashed": "the process running the cell died", "not run": "the cell was not run"}.get(status, status)
+        return CELL_PROBLEMS.get(status, (status, status))[1]
     errors = [o for o in outputs if o.get("output_type") == "error"]
     if errors:
-        return f"{errors[-1].get('ename')}: {str(errors[-1].get('evalue'))[:200]}"
+        return f"{errors[-1].get('ename')}: {str(errors[-1].get('evalue'))[:ERROR_TEXT_LIMIT]}"
     return None
 
 
@@ -326,41 +337,44 @@ def judge_cell(source, outputs, status="ok", observations=None, references=None)
 
 # --- A student's own check of a saved notebook ---
 
+def is_test_cell(cell):
+    """An autograded test cell: graded code that is not the student's answer."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
 def test_cells(nb):
     """(grade id, points, cell) of each autograded test cell of a notebook."""
     for cell in nb["cells"]:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.get("cell_type") == "code" and meta.get("grade") and not meta.get("solution"):
+        if is_test_cell(cell):
+            meta = cell["metadata"]["nbgrader"]
             yield meta.get("grade_id", "?"), meta.get("points", 0), cell
 
 
-def cell_observations(cell):
-    """What the grader's executor took of a test cell's checks, if it ran there (else None:
-    the records are among the outputs)."""
-    taken = cell.get("metadata", {}).get("autograder", {}).get("observations")
-    return None if taken is None else {name: tuple(json.loads(json.dumps(record))) for name, record in taken.items()}
-
-
-def report(nb, title):
-    """Per-question lines for an executed notebook whose checks were recorded."""
-    lines, passed, total = [f"{title}: public checks"], 0, 0
+def report(nb, title, taken=None):
+    """(per-question lines, the verdicts) for an executed notebook whose checks were
+    recorded: ``taken(cell)`` gives a test cell's (status, observations) as the grader's
+    executor took them; without it the records are among the outputs of a plain kernel."""
+    lines, passed, total, verdicts = [f"{title}: public checks"], 0, 0, []
     for grade_id, points, cell in test_cells(nb):
         total += 1
+        status, observations = taken(cell) if taken else ("ok", None)
         try:
-            verdict = judge_cell(cell["source"], cell.get("outputs", []), cell.get("metadata", {})
-                                 .get("autograder", {}).get("status", "ok"), cell_observations(cell))
+            verdict = judge_cell(cell["source"], cell.get("outputs", []), status, observations)
         except TestCellError as exc:
+            verdicts.append(CellVerdict(passed=False, public_messages=[str(exc)]))
             lines.append(f"  FAIL  {grade_id} ({points:g} pts): {exc}")
             continue
+        verdicts.append(verdict)
         passed += verdict.passed
         lines.append(f"  {'PASS' if verdict.passed else 'FAIL'}  {grade_id} ({points:g} pts)")
         lines.extend(f"        {message}" for message in verdict.public_messages)
     lines.append(f"{passed} of {total} questions pass their public checks. Hidden tests run when "
                  "your work is graded, so passing here does not guarantee full marks.")
-    return "\n".join(lines)
+    return "\n".join(lines), verdicts
 
 
-def check_notebook(path, timeout=60):
+def check_notebook(path, timeout=CELL_TIMEOUT):
     """Run a saved notebook in a fresh kernel and print how its public checks fare.
 
     Call it from a cell (save the notebook first): ``from nbcheck import check_notebook;
@@ -376,4 +390,4 @@ def check_notebook(path, timeout=60):
                             kernel_name=nb.metadata.get("kernelspec", {}).get("name", "python3"),
                             resources={"metadata": {"path": folder}})
     client.execute(env=dict(os.environ, NBCHECK_MODE="record"))
-    print(report(nb, os.path.basename(path)))
+    print(report(nb, os.path.basename(path))[0])
