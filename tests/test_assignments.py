@@ -462,9 +462,15 @@ def test_judge_mode_correct_variant_passes(case):
     assert {g: e for g, e in tests.items() if e} == {}, case["why"]
 
 
-def test_judge_mode_outcomes_written():
-    """Judge-mode results next to the grader's, for reading: test-artifacts/judge_mode.json."""
+def test_judge_mode_covers_every_case_and_is_written_for_reading():
+    """Judge mode ran the master and every case of the catalog (test-artifacts/judge_mode.json
+    keeps the results next to the grader's, for reading): a case it skipped would escape the
+    judge-mode checks above."""
     report = {a: {name: {g: e for g, e in o["tests"].items() if e} for name, o in judged(a).items()}
               for a in ASSIGNMENTS}
+    for assignment in ASSIGNMENTS:
+        expected = {"master"} | {c["id"] for c in cases_of(assignment) + cases_of(assignment, CORRECT)}
+        assert set(report[assignment]) == expected, assignment
+        assert report[assignment]["master"] == {}, "the master raises in judge mode"
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "judge_mode.json").write_text(json.dumps(report, indent=1, sort_keys=True))
