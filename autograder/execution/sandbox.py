@@ -230,8 +230,8 @@ CGROUP_CONTROLLERS = {  # the cgroup v1 controllers a slot uses, and what is los
 class SlotCgroups:
     """The cgroups (v1) of one executor slot, beneath the grading process's own: the
     grading side makes them and binds them writable into the sandbox (the sandbox sees
-    the rest of /sys read-only); each child of the slot joins them while still root, and
-    its lane sets the job's limits on them. ``folders``: {controller: folder}.
+    the rest of /sys read-only); the slot's zygote joins them, so that each child is born
+    in them, and its lane sets the job's limits on them. ``folders``: {controller: folder}.
 
     A slot runs one submission at a time and its sweep ends what a submission leaves, so
     a slot's cgroup is its submission's. Processes are bounded by the slot's user
@@ -298,9 +298,11 @@ class SlotCgroups:
                     time.sleep(0.02)
 
 
-def join_cgroups(folders):
-    """Move the calling process into the cgroups ``folders``."""
-    for folder in folders:
+def enter_cgroups(cgroups):
+    """Move the calling process (a slot's zygote) into the slot's cgroups (SlotCgroups),
+    where the children it forks are born (confine_child makes them, not it, what the
+    kernel's out-of-memory killer picks first)."""
+    for folder in cgroups.folders.values():
         _write(folder, "cgroup.procs", 0)
 
 
@@ -348,7 +350,7 @@ def _own_cgroups():
     return folders
 
 
-def confine_child(limits, slot, workdir, *, channel, cells, namespaces=False, cgroups=()):
+def confine_child(limits, slot, workdir, *, channel, cells, namespaces=False):
     """Apply limits and drop privileges in a freshly forked child, before student code.
 
     Of the descriptors it inherited, it keeps 0-2 and ``channel`` (to its lane) only.
@@ -357,14 +359,17 @@ def confine_child(limits, slot, workdir, *, channel, cells, namespaces=False, cg
     and of the processes it forks, where no cgroup bounds them.
     With ``namespaces`` (its lane could make them, see private_mounts) it gets an IPC
     namespace of its own: SysV shared memory, semaphores and message queues it makes are
-    out of other submissions' reach, and go when its processes do. It joins the slot's
-    ``cgroups`` (folders, SlotCgroups), and all it forks is in them too.
+    out of other submissions' reach, and go when its processes do. It is born in its
+    slot's cgroups (its zygote's, see enter_cgroups), and all it forks is in them too.
     """
     os.closerange(3, channel)
     os.closerange(channel + 1, os.sysconf("SC_OPEN_MAX"))
+    # Over its slot's memory limit, the kernel kills the submission's processes, never the
+    # zygote that shares the slot's cgroup (raising one's own score needs no privilege).
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write("1000")
     if namespaces:
         _libc_call("unshare", CLONE_NEWIPC)
-    join_cgroups(cgroups)
     current = _address_space_bytes()
     budget = current + limits.memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (budget, budget))

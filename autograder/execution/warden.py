@@ -18,6 +18,7 @@ README's threat model says what holds and what does not.
 """
 import ast
 import builtins
+import functools
 import gc
 import signal
 import sys
@@ -53,23 +54,27 @@ class CellWatch:
 
 def imported_modules(sources):
     """Names of the modules (and their parents) the test cells import."""
+    return set().union(*map(_imports_of, sources))
+
+
+@functools.lru_cache(maxsize=256)  # the same test cells come back in every job
+def _imports_of(source):
     names = set()
-    for source in sources:
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return frozenset()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found = [node.module]
+        else:
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                found = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                found = [node.module]
-            else:
-                continue
-            for name in found:
-                parts = name.split(".")
-                names.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return names
+        for name in found:
+            parts = name.split(".")
+            names.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return frozenset(names)
 
 
 class Warden:

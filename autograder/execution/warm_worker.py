@@ -57,8 +57,8 @@ from autograder.execution import warden
 from autograder.execution.protocol import (INTERRUPT_GRACE, MAX_RESTARTS, MESSAGE_LIMIT, MessageReader,  # noqa: E402
                                  ProtocolError, cells_allowance, encode, read_message, start_allowance,
                                  write_message)
-from autograder.execution.sandbox import (Limits, SlotCgroups, Sweeper, confine_child, private_mounts,  # noqa: E402
-                                submission_space)
+from autograder.execution.sandbox import (Limits, SlotCgroups, Sweeper, confine_child, enter_cgroups,  # noqa: E402
+                                private_mounts, submission_space)
 
 torch.set_num_threads(1)
 torch.set_num_interop_threads(1)
@@ -372,13 +372,17 @@ class Zygote:
     own, which reaches them over a socket of their own.
     """
 
-    def __init__(self, shell, private_fds=()):
+    def __init__(self, shell, private_fds=(), cgroups=None):
+        """``cgroups``: the slot's (SlotCgroups), which the zygote joins so that every child
+        is born in them (moving a process into a cgroup costs milliseconds)."""
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.pid = os.fork()
         if self.pid == 0:
             self.control.close()
             for fd in private_fds:  # the grader's channel: never within a student's reach
                 os.close(fd)
+            if cgroups is not None:
+                enter_cgroups(cgroups)
             # Children never collect the warm objects: the collector would touch, and so
             # copy, every page they share with the zygote.
             gc.freeze()
@@ -471,8 +475,7 @@ def _child(conn, shell):
         os.close(devnull)
         cells = job["cells"]
         confine_child(Limits(**job["limits"]), job["slot"], job["workdir"], channel=conn.fileno(),
-                      cells=len(job["replay"]) + len(cells) - job["start"], namespaces=job["namespaces"],
-                      cgroups=job["cgroups"])
+                      cells=len(job["replay"]) + len(cells) - job["start"], namespaces=job["namespaces"])
         sys.path.insert(0, job["workdir"])  # the assignment's support files
         # Its own folder is the only place it may write: temporary files go there too.
         os.environ["TMPDIR"] = tempfile.tempdir = job["workdir"]
@@ -543,7 +546,7 @@ def run_job(zygote, sweeper, job, slot, shell, *, mounts, cgroups):
                 budget_end += start_allowance(limits.timeout, len(replay))
                 task = {"cells": cells, "transforms": transforms, "start": start, "limits": job.get("limits", {}),
                         "tests": tests, "test_modules": modules, "slot": slot, "workdir": workdir,
-                        "namespaces": mounts, "cgroups": list(cgroups.folders.values()), "replay": replay}
+                        "namespaces": mounts, "replay": replay}
                 try:
                     start = _run_child(zygote, task, limits, results, budget_end)
                 except Dismissed as exc:
@@ -705,7 +708,8 @@ def serve(reader, writer, shell, slot, private_fds=()):
     if os.geteuid() == 0 and not mounts:
         print("warning: the executor may not make namespaces: submissions share /dev/shm and SysV IPC, "
               "and their folders are not bounded in size", file=sys.stderr)
-    zygote, sweeper, cgroups = Zygote(shell, private_fds), Sweeper(), SlotCgroups(slot).usable()
+    cgroups = SlotCgroups(slot).usable()
+    zygote, sweeper = Zygote(shell, private_fds, cgroups), Sweeper()
     write_message(writer, {"ready": True, "pid": os.getpid(), "nbcheck": nbcheck.__file__})
     while (job := read_message(reader)) is not None:
         try:
@@ -755,7 +759,7 @@ def main():
     global WARDEN
     shell = make_shell()
     warm_up(shell, optimizers)
-    WARDEN = warden.Warden(shell, machinery=[MODULE, protocol, warden, os, json, json.encoder,
+    WARDEN = warden.Warden(shell, machinery=[MODULE, protocol, warden, json, json.encoder,
                                              json.JSONEncoder, Capture, CappedStream, CapturingDisplayPublisher,
                                              CapturingDisplayHook, AheadCompiler, warden.Warden])
     WARDEN.seal()
