@@ -121,12 +121,35 @@ def test_judge_does_not_take_a_bool_for_a_number():
     assert not judge([1, 0], expect=[True, False])[0]
 
 
-def test_judge_rejects_objects_that_are_not_plain_data():
-    passed, reason = judge({"__unsupported__": "student.AlwaysEqual"}, expect=[3, 4])
-    assert not passed and "not plain data" in reason
+def test_judge_rejects_objects_that_are_not_plain_data_and_says_what_was_expected():
+    passed, reason = judge(nbcheck.to_plain(torch.nn.Linear(2, 2)), expect={"w": [1, 2]})
+    assert not passed
+    assert reason.startswith("expected a dict of lists, got an object of type torch.nn.modules.linear.Linear")
+    assert "return plain Python values" in reason
 
 
-def test_observations_of_tricky_objects_become_unsupported():
+def test_a_subclass_of_a_plain_type_is_judged_as_that_type():
+    """A correct answer in another shape earns its points: the natural OrderedDict right
+    after state_dict(), a defaultdict, a named tuple, an IntEnum, numpy and torch scalars."""
+    import collections
+    import enum
+
+    import numpy
+
+    class Size(enum.IntEnum):
+        FOUR = 4
+
+    pair = collections.namedtuple("pair", "rows cols")
+    assert judge(nbcheck.to_plain(collections.OrderedDict([("0.weight", [8, 4])])), expect={"0.weight": [8, 4]})[0]
+    assert judge(nbcheck.to_plain(collections.defaultdict(list, bias=[8])), expect={"bias": [8]})[0]
+    assert judge(nbcheck.to_plain(pair(3, 4)), expect=[3, 4])[0]
+    assert judge(nbcheck.to_plain(Size.FOUR), expect=4)[0]
+    assert judge(nbcheck.to_plain([numpy.int64(3), numpy.float32(0.5), torch.tensor(2.0)]), expect=[3, 0.5, 2.0])[0]
+
+
+def test_an_overridden_eq_earns_only_the_real_value():
+    """Subclasses are read through their base type's own methods: an __eq__ (or __iter__,
+    items) that lies plays no part, and an object of no plain type is not data."""
     class AlwaysEqual:
         def __eq__(self, other):
             return True
@@ -135,13 +158,22 @@ def test_observations_of_tricky_objects_become_unsupported():
         def __eq__(self, other):
             return True
 
+        def __iter__(self):
+            return iter([3, 4])
+
     class EqualInt(int):
         def __eq__(self, other):
             return True
 
-    for value in (AlwaysEqual(), EqualList([4, 3]), EqualInt(2), [EqualInt(2)]):
+    class LyingDict(dict):
+        def items(self):
+            return [("w", [3, 4])]
+
+    for value in (AlwaysEqual(), EqualList([4, 3]), EqualInt(7), [EqualInt(7)], LyingDict(w=[4, 3])):
         plain = nbcheck.to_plain(value)
         assert not judge(plain, expect=[3, 4])[0] and not judge(plain, expect=2)[0]
+        assert not judge(plain, expect={"w": [3, 4]})[0]
+    assert nbcheck.to_plain(EqualList([4, 3])) == [4, 3] and nbcheck.to_plain(EqualInt(7)) == 7
     assert nbcheck.to_plain(torch.ones(2, 2)) == [[1.0, 1.0], [1.0, 1.0]]
     assert nbcheck.to_plain(torch.nn.Linear(4, 3).weight.shape) == [3, 4]
     assert nbcheck.to_plain(float("nan")) == "nan"

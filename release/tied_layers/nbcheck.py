@@ -43,6 +43,7 @@ _isinstance = builtins.isinstance
 _callable = builtins.callable
 _repr = builtins.repr
 _type = builtins.type
+_issubclass = builtins.issubclass
 
 
 class CheckFailed(AssertionError):
@@ -50,29 +51,69 @@ class CheckFailed(AssertionError):
 
 
 def to_plain(value, _depth=0):
-    """Turn an observation into JSON-able data: lists, dicts with str keys, numbers, str, bool, None."""
+    """Turn an observation into JSON-able data: lists, dicts with str keys, numbers, str, bool, None.
+
+    A subclass of a plain type (OrderedDict, defaultdict, a named tuple, IntEnum, ...) is
+    read as that type, through the base type's own methods: what the subclass overrides
+    (``__eq__``, ``__iter__``, ``items``) plays no part, so an object whose ``__eq__`` always
+    says True is worth only its real value. Tensors and numpy values become plain numbers
+    and lists; anything else is not data."""
     if _depth > 20:
         return {"__unsupported__": "nested too deeply"}
-    if value is None or _type(value) in (bool, int, str):
+    kind = _type(value)
+    if value is None or kind in (bool, int, str):
         return value
-    if _type(value) is float:
+    if kind is float:
         return value if math.isfinite(value) else _repr(value)
-    if _type(value) in (list, tuple):
+    if kind in (list, tuple):
         return [to_plain(v, _depth + 1) for v in value]
-    if _type(value) is dict:
-        return {str(k): to_plain(v, _depth + 1) for k, v in value.items()}
+    if kind is dict:
+        return {_key(k): to_plain(v, _depth + 1) for k, v in value.items()}
     torch = _torch()
     if torch is not None:
         if _isinstance(value, torch.Tensor):
             return to_plain(_tensor_tolist(value), _depth + 1)
         if _isinstance(value, torch.Size):
             return [int(d) for d in tuple.__iter__(value)]
-    tolist = getattr(_type(value), "tolist", None)  # numpy arrays and scalars
-    if tolist is not None and _type(value).__module__ == "numpy":
+    tolist = getattr(kind, "tolist", None)  # numpy arrays and scalars
+    if tolist is not None and kind.__module__ == "numpy":
         return to_plain(tolist(value), _depth + 1)
-    # Anything else (a subclass of a plain type included) is not trusted as data:
-    # an object whose __eq__ always says True must not pass as the expected value.
-    return {"__unsupported__": f"{_type(value).__module__}.{_type(value).__qualname__}"}
+    for base, read in _PLAIN_BASES:
+        if _issubclass(kind, base):
+            return to_plain(read(value), _depth + 1)
+    return {"__unsupported__": f"{kind.__module__}.{kind.__qualname__}"}
+
+
+# (plain type, how to read a subclass's value with the plain type's own methods)
+_PLAIN_BASES = ((int, int.__int__), (float, float.__float__), (str, str.__str__),
+                (list, lambda v: list(list.__iter__(v))), (tuple, lambda v: list(tuple.__iter__(v))),
+                (dict, lambda v: dict(dict.items(v))))
+
+
+def _key(key):
+    plain = to_plain(key)
+    return plain if _type(plain) is str else str(plain)
+
+
+def _kind_words(value):
+    """What a plain value is, as a student would say it: "a dict of lists", "an int"."""
+    if value is None:
+        return "None"
+    kind = _type(value)
+    if kind is bool:
+        return "True or False"
+    if kind in (int, float):
+        return "an int" if kind is int else "a number"
+    if kind is str:
+        return "a string"
+    items = list(value.values()) if kind is dict else value
+    name = "dict" if kind is dict else "list"
+    if not items:
+        return f"a {name}"
+    inner = _kind_words(items[0])
+    plural = {"an int": "ints", "a number": "numbers", "a string": "strings", "True or False": "bools",
+              "None": "Nones"}.get(inner, inner.split()[1] + "s")  # "a list of ints" -> "lists"
+    return f"a {name} of {plural}"
 
 
 _TORCH = ()
@@ -125,7 +166,9 @@ def judge(value, *, expect=_MISSING, same=None, tol=1e-6, reference=_MISSING):
     master's); then every key must equal that value, the first one included, so that a
     student's process that made up both sides of the comparison earns nothing."""
     if _type(value) is dict and "__unsupported__" in value:
-        return False, f"found an object of type {value['__unsupported__']}, which is not plain data"
+        wanted = f"expected {_kind_words(to_plain(expect))}, " if expect is not _MISSING else ""
+        return False, (f"{wanted}got an object of type {value['__unsupported__']}: return plain Python "
+                       "values (lists, dicts, numbers, strings)")
     if expect is not _MISSING:
         wanted = to_plain(expect)
         if not _close(value, wanted, tol):
