@@ -18,10 +18,10 @@ from autograder.execution import WarmPool
 from autograder.execution.protocol import MESSAGE_LIMIT, read_message, write_message
 from autograder.execution.sandbox import Limits
 
+from test_execution import FAST, ROOT, pool  # noqa: E402,F401 (the same pool fixture)
+
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the executor needs Linux (fork, rlimits)")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAST = Limits(timeout=2.0, memory_mb=512)
 WITHIN = 60  # seconds any job here may take, start-up included: proof that it ended
 
 # What an attacking cell starts with: every socket it holds, and ways to write on them.
@@ -44,15 +44,6 @@ def send(message):
     for s in socks:
         write_message(s.makefile('wb'), message)
 """
-
-
-@pytest.fixture(scope="module")
-def pool():
-    if os.environ.get("REQUIRE_SANDBOX") and not sandbox.bwrap_available():
-        pytest.fail("REQUIRE_SANDBOX is set but bubblewrap (bwrap) is not installed")
-    pool = WarmPool(1, hidden=[ROOT])
-    yield pool
-    pool.close()
 
 
 def run(pool, *cells, limits=FAST, shared=()):

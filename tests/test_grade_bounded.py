@@ -16,24 +16,11 @@ from make_course import CORRECT, TESTS  # noqa: E402
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the executor needs Linux (fork, rlimits)")
 
+from test_execution_bounds import CHANNEL  # noqa: E402 (the sockets an attacking cell finds)
+
 TIMEOUT = 3.0
 BATCH_BUDGET = 120  # seconds the whole run may take, start-up included: proof that it ended
 
-# The socket a submission's process inherits (its channel to the executor), found as any
-# student could find it.
-CHANNEL = """
-import os, socket, stat, struct, time
-from autograder.execution.protocol import write_message
-socks, seen = [], set()
-for fd in [int(name) for name in os.listdir('/proc/self/fd')]:
-    try:
-        found = os.fstat(fd)
-    except OSError:
-        continue
-    if stat.S_ISSOCK(found.st_mode) and found.st_ino not in seen:
-        seen.add(found.st_ino)
-        socks.append(socket.socket(fileno=os.dup(fd)))
-"""
 # Says the cell it runs in starts now, every 2 s: were deadlines the child's to set,
 # each message would push back that cell's deadline, and the run would never end.
 RESET = CHANNEL + """
