@@ -561,6 +561,7 @@ def run_job(zygote, sweeper, job, slot, shell, *, mounts, cgroups):
                         _not_run(results, start)
                         notes.append(f"gave up after {MAX_RESTARTS} crashes; later cells were not run")
                         break
+                    cgroups.settle()  # what the dead process held must not be charged to its replay
         finally:
             sweeper.sweep(slot)
     cgroups.settle()
