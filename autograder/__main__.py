@@ -2,26 +2,69 @@
 import argparse
 import logging
 import sys
+import zipfile
 from pathlib import Path
 
 from autograder import settings
 
 
+def positive(kind):
+    """An argparse type: a number above zero."""
+    def parse(text):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+    return parse
+
+
+def usage_problem(args):
+    """What is wrong with the command line that argparse cannot see (None when nothing): one
+    line for the user, found before anything is created."""
+    from autograder.grading.course import REPO_ROOT
+    course = Path(getattr(args, "course", None) or REPO_ROOT)
+    assignment = getattr(args, "assignment", None)
+    if not (course / "source").is_dir():
+        return f"{course} is not a course directory (it has no source/ folder)"
+    known = sorted(p.name for p in (course / "source").iterdir() if p.is_dir())
+    if assignment is not None and assignment not in known:
+        return f"no assignment {assignment!r} in {course / 'source'}; there are: {', '.join(known)}"
+    if args.command == "grade":
+        submissions = Path(args.submissions)
+        if not submissions.exists():
+            return f"no such file or folder: {submissions}"
+        if submissions.is_file() and submissions.suffix.lower() != ".ipynb" and not zipfile.is_zipfile(submissions):
+            return f"{submissions} is neither a folder, a notebook nor a .zip file"
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            return f"--out {args.out} is a file, not a folder"
+    if args.command == "check" and not (Path(args.notebook).is_file() and args.notebook.endswith(".ipynb")):
+        return f"no such notebook: {args.notebook}"
+    return None
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A mistake on the command line is one line on stderr and exit status 2 (no usage dump)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message}\n")
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
+    parser = OneLineParser(prog="python -m autograder", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    grade = commands.add_parser("grade", help="grade a folder (or .zip) of submissions")
+    grade = commands.add_parser("grade", help="grade a folder (or .zip) of submissions, or one notebook")
     grade.add_argument("submissions", help="folder of <student>.ipynb, of <student>/ folders, "
-                                           "an nbgrader submitted/ tree, or a .zip of one of these")
+                                           "an nbgrader submitted/ tree, a .zip of one of these, or one notebook")
     grade.add_argument("--assignment", required=True, help="assignment name (a folder of source/)")
     grade.add_argument("--out", required=True, help="folder for grades.csv, feedback/ and report.html")
     grade.add_argument("--work", help="folder for nbgrader's submitted/, autograded/, feedback/ and the "
                                       "gradebook (default: the course directory)")
     grade.add_argument("--db", help="gradebook SQLAlchemy URL (default: sqlite gradebook.db in the course)")
     limits = ("(default: the course's nbgrader_config.py, else {})").format
-    grade.add_argument("--timeout", type=float, help="seconds per cell " + limits(settings.TIMEOUT))
-    grade.add_argument("--memory", type=int, help="MiB a submission may allocate " + limits(settings.MEMORY_MB))
+    grade.add_argument("--timeout", type=positive(float), help="seconds per cell " + limits(settings.TIMEOUT))
+    grade.add_argument("--memory", type=positive(int), help="MiB a submission may allocate "
+                                                            + limits(settings.MEMORY_MB))
     grade.add_argument("--jobs", type=int, default=settings.JOBS, help="parallel executors (default: one per core)")
     grade.add_argument("--executor", choices=["fork", "kernel"], default="fork",
                        help="fork: warm sandboxed processes (default); kernel: a Jupyter kernel per notebook")
@@ -30,17 +73,23 @@ def main(argv=None):
 
     check = commands.add_parser("check", help="run a notebook's public tests, as a student")
     check.add_argument("notebook")
-    check.add_argument("--timeout", type=float, default=settings.TIMEOUT,
+    check.add_argument("--timeout", type=positive(float), default=settings.TIMEOUT,
                        help=f"seconds per cell (default {settings.TIMEOUT:g})")
 
     bundle = commands.add_parser("gradescope", help="build a Gradescope autograder bundle")
     bundle.add_argument("--assignment", required=True)
     bundle.add_argument("-o", "--output", default="autograder.zip")
     bundle.add_argument("--hidden-visibility", default=settings.HIDDEN_VISIBILITY, choices=settings.VISIBILITIES)
-    bundle.add_argument("--timeout", type=float, help="seconds per cell " + limits(settings.TIMEOUT))
-    bundle.add_argument("--memory", type=int, help="MiB a submission may allocate " + limits(settings.MEMORY_MB))
+    bundle.add_argument("--timeout", type=positive(float), help="seconds per cell " + limits(settings.TIMEOUT))
+    bundle.add_argument("--memory", type=positive(int), help="MiB a submission may allocate "
+                                                             + limits(settings.MEMORY_MB))
 
     args = parser.parse_args(argv)
+    if args.command == "grade" and args.jobs < 0:
+        parser.exit(2, f"error: --jobs must be 0 (one per core) or more, not {args.jobs}\n")
+    problem = usage_problem(args)
+    if problem:
+        parser.exit(2, f"error: {problem}\n")
     # Our progress lines at INFO; nbgrader's own chatter only when it warns.
     logging.basicConfig(level=logging.ERROR, format="%(message)s", stream=sys.stderr)
     logging.getLogger("autograder").setLevel(logging.INFO)

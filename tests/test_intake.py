@@ -117,7 +117,7 @@ def test_input_that_is_neither_folder_nor_zip(tmp_path):
     with pytest.raises(FileNotFoundError):
         intake.collect(tmp_path / "missing", "demo", RELEASE)
     (tmp_path / "grades.csv").write_text("a,b\n")
-    with pytest.raises(ValueError, match="neither a folder nor a .zip"):
+    with pytest.raises(ValueError, match="neither a folder, a notebook nor a .zip"):
         intake.collect(tmp_path / "grades.csv", "demo", RELEASE)
 
 

@@ -52,8 +52,9 @@ def parsed(argv, monkeypatch):
 
 
 def test_the_command_line_leaves_unset_limits_to_the_course(monkeypatch):
-    assert parsed(["check", "x.ipynb"], monkeypatch)["timeout"] == settings.TIMEOUT
-    built = parsed(["gradescope", "--assignment", "demo"], monkeypatch)
+    master = ROOT / "source" / "param_access" / "param_access.ipynb"
+    assert parsed(["check", str(master)], monkeypatch)["timeout"] == settings.TIMEOUT
+    built = parsed(["gradescope", "--assignment", "param_access"], monkeypatch)
     assert built["timeout"] is None and built["memory_mb"] is None
     assert built["hidden_visibility"] == settings.HIDDEN_VISIBILITY
 

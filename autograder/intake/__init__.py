@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 import tempfile
 import time
@@ -329,9 +330,12 @@ def collect(submissions, assignment, release_nb):
         raise FileNotFoundError(f"no such file or folder: {submissions}")
     with tempfile.TemporaryDirectory(prefix="autograder-intake-") as scratch:
         damaged = {}  # zip members that could not be unpacked, and why
-        if submissions.is_file():
+        if submissions.is_file() and submissions.suffix.lower() == ".ipynb":  # one student, named after it
+            root = Path(scratch)
+            shutil.copyfile(submissions, root / submissions.name)
+        elif submissions.is_file():
             if not zipfile.is_zipfile(submissions):
-                raise ValueError(f"{submissions} is neither a folder nor a .zip file")
+                raise ValueError(f"{submissions} is neither a folder, a notebook nor a .zip file")
             root, damaged = _extract(submissions, Path(scratch))
         else:
             root = submissions

@@ -1,0 +1,60 @@
+"""The command line: every mistake a user can make gets one clear line on stderr, exit
+status 2, no traceback, and nothing created; one notebook file is graded as one student."""
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "submissions" / "param_access"
+
+
+def command(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(ROOT),  # nbgrader runs `alembic` from PATH
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    return subprocess.run([sys.executable, "-m", "autograder", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
+
+
+MISTAKES = {
+    "no such folder": (["grade", "{tmp}/nowhere", "--assignment", "param_access", "--out", "{tmp}/out"],
+                       "no such file or folder"),
+    "no such assignment": (["grade", EXAMPLES, "--assignment", "param_acess", "--out", "{tmp}/out"],
+                           "there are: param_access, save_and_freeze, tied_layers"),
+    "not a zip": (["grade", ROOT / "README.md", "--assignment", "param_access", "--out", "{tmp}/out"],
+                  "neither a folder, a notebook nor a .zip file"),
+    "out is a file": (["grade", EXAMPLES, "--assignment", "param_access", "--out", ROOT / "README.md"],
+                      "is a file, not a folder"),
+    "timeout zero": (["grade", EXAMPLES, "--assignment", "param_access", "--out", "{tmp}/out", "--timeout", "0"],
+                     "must be above 0"),
+    "negative jobs": (["grade", EXAMPLES, "--assignment", "param_access", "--out", "{tmp}/out", "--jobs", "-1"],
+                      "--jobs must be 0"),
+    "check a missing notebook": (["check", "{tmp}/missing.ipynb"], "no such notebook"),
+    "gradescope of a missing assignment": (["gradescope", "--assignment", "nosuch", "-o", "{tmp}/out/a.zip"],
+                                           "no assignment 'nosuch'"),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(MISTAKES))
+def test_a_mistake_is_one_line_exit_2_and_nothing_created(tmp_path, mistake):
+    args, said = MISTAKES[mistake]
+    done = command(*[str(a).format(tmp=tmp_path) for a in args], cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and said in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no output folder, gradebook or work folder
+
+
+def test_one_notebook_file_is_graded_as_one_student_named_after_it(tmp_path):
+    notebook = tmp_path / "Ada Lovelace.ipynb"
+    shutil.copyfile(EXAMPLES / "ada_full.ipynb", notebook)
+    done = command("grade", notebook, "--assignment", "param_access", "--out", tmp_path / "out",
+                   "--work", tmp_path / "work", "--jobs", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(tmp_path / "out" / "grades.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["student_id"], r["score"]) for r in rows] == [("Ada_Lovelace", "12")]
