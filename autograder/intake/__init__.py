@@ -2,8 +2,9 @@
 
 Accepted layouts (or a .zip of any of them): a folder of ``<student>.ipynb``; a folder
 of ``<student>/`` folders holding notebooks; an nbgrader ``submitted/`` tree
-(``<student>/<assignment>/*.ipynb``). Every problem becomes a note on the student, and a
-submission that cannot be graded at all gets a status saying why; nothing raises.
+(``<student>/<assignment>/*.ipynb``); the bulk download of Canvas or Moodle (``lms.py``).
+Every problem becomes a note on the student, and a submission that cannot be graded at
+all gets a status saying why; nothing raises.
 """
 import codecs
 import copy
@@ -23,6 +24,8 @@ from pathlib import Path
 
 import nbformat
 from nbgrader import utils
+
+from autograder.intake.lms import lms_files
 
 MAX_NOTEBOOK_BYTES = 50 * 2**20
 MAX_ZIP_BYTES = 2 * 2**30
@@ -44,6 +47,22 @@ class Submission:
     sha256: str = ""
     status: str = None  # None when gradable; otherwise why not
     notes: list = field(default_factory=list)
+    lms_id: str = ""  # the id the LMS's download named the student by
+    name: str = ""  # from the roster, else as the LMS wrote it
+    late: bool = False  # the LMS marked the graded file late (Canvas)
+    file_time: float = None  # the graded file's modification time (in a zip, its member's date)
+
+
+NOT_ON_ROSTER = "not on roster"
+NO_SUBMISSION = "no submission"
+
+
+@dataclass
+class Candidate:
+    """One student's files, before any is read."""
+    paths: list
+    lms: object = None  # the LmsFile of the LMS's name, for a student of a bulk download
+    order: dict = field(default_factory=dict)  # {path: the LMS's upload order}, where the LMS numbers them
 
 
 def student_id_from(name):
@@ -53,21 +72,39 @@ def student_id_from(name):
     return cleaned or "unnamed"
 
 
-def _candidates(root, assignment):
-    """{student id: [notebook paths]} found under a submissions folder."""
-    by_name = {}  # the file or folder name a student's work came under -> its notebooks
+def _entries(root):
+    return [e for e in sorted(root.iterdir()) if not e.name.startswith((".", "__MACOSX"))]
 
-    for entry in sorted(root.iterdir()):
-        if entry.name.startswith((".", "__MACOSX")):
-            continue
+
+def _notebooks_in(folder, assignment):
+    inner = folder / assignment if (folder / assignment).is_dir() else folder
+    # Hidden files and folders (.ipynb_checkpoints, macOS "._" forks) are no submission.
+    return sorted(p for p in inner.rglob("*.ipynb")
+                  if not any(part.startswith(".") for part in p.relative_to(inner).parts))
+
+
+def _candidates(root, assignment):
+    """{student id or LMS id: Candidate} found under a submissions folder, and whether the
+    keys are LMS ids."""
+    entries = _entries(root)
+    lms = lms_files([e.name for e in entries])
+    if lms:
+        found = {}
+        for entry in entries:
+            named = lms[entry.name]
+            candidate = found.setdefault(named.lms_id, Candidate([], named))
+            paths = _notebooks_in(entry, "") if entry.is_dir() else [entry] if entry.suffix.lower() == ".ipynb" else []
+            candidate.paths.extend(paths)
+            candidate.order.update({p: named.order for p in paths if named.order is not None})
+            if named.late:
+                candidate.lms = named
+        return found, True
+    by_name = {}  # the file or folder name a student's work came under -> its notebooks
+    for entry in entries:
         if entry.is_file() and entry.suffix.lower() == ".ipynb":
             by_name.setdefault(entry.stem, []).append(entry)
         elif entry.is_dir():
-            inner = entry / assignment if (entry / assignment).is_dir() else entry
-            # Hidden files and folders (.ipynb_checkpoints, macOS "._" forks) are no submission.
-            notebooks = sorted(p for p in inner.rglob("*.ipynb")
-                               if not any(part.startswith(".") for part in p.relative_to(inner).parts))
-            by_name.setdefault(entry.name, []).extend(notebooks)
+            by_name.setdefault(entry.name, []).extend(_notebooks_in(entry, assignment))
     # Names that differ only in what an id cannot hold ("Zoë", "Zoé") are different students.
     names = {}
     for name in by_name:
@@ -76,8 +113,8 @@ def _candidates(root, assignment):
     for student, same in names.items():
         for name in same:
             suffix = f"-{hashlib.sha256(name.encode()).hexdigest()[:6]}" if len(same) > 1 else ""
-            found[student + suffix] = by_name[name]
-    return found
+            found[student + suffix] = Candidate(by_name[name])
+    return found, False
 
 
 def _extract(zip_path, into):
@@ -107,9 +144,10 @@ def _extract(zip_path, into):
             # Keep the dates: "the newest notebook" must mean the same as unzipped.
             stamp = time.mktime(info.date_time + (0, 0, -1))
             os.utime(target, (stamp, stamp))
-    # A zip of one folder: look inside it.
-    entries = [e for e in into.iterdir() if not e.name.startswith(("__MACOSX", "."))]
-    return (entries[0] if len(entries) == 1 and entries[0].is_dir() else into), damaged
+    # A zip of one folder: look inside it (unless it is the one participant of Moodle's download).
+    entries = _entries(into)
+    inside = len(entries) == 1 and entries[0].is_dir() and not lms_files([entries[0].name])
+    return (entries[0] if inside else into), damaged
 
 
 def _unpack(archive, info, target):
@@ -323,8 +361,11 @@ def compare_with_release(nb, release):
     return notes
 
 
-def collect(submissions, assignment, release_nb):
-    """All students found in ``submissions`` (a folder or a .zip), each with a notebook or a status."""
+def collect(submissions, assignment, release_nb, roster=None):
+    """All students found in ``submissions`` (a folder or a .zip), each with a notebook or a
+    status. ``roster``, {LMS id (for an LMS's download) or student id: roster.Student}: who
+    is in the course; a submission of someone else is not graded, and a student on it
+    without one is listed as such."""
     submissions = Path(submissions)
     if not submissions.exists():
         raise FileNotFoundError(f"no such file or folder: {submissions}")
@@ -342,8 +383,31 @@ def collect(submissions, assignment, release_nb):
         if (root / "submitted").is_dir() and not any(root.glob("*.ipynb")):
             root = root / "submitted"
         wanted = {c.metadata.nbgrader["grade_id"] for c in release_nb.cells if "nbgrader" in c.metadata}
-        return [_one_student(student, paths, root, assignment, release_nb, wanted, damaged)
-                for student, paths in sorted(_candidates(root, assignment).items())]
+        found, by_lms_id = _candidates(root, assignment)
+        if roster is not None and not by_lms_id:  # files named by student: the roster's student ids
+            roster = {entry.student_id: entry for entry in roster.values()}
+        subs = []
+        for key, candidate in sorted(found.items()):
+            entry = None if roster is None else roster.get(key)
+            if roster is not None and entry is None:
+                subs.append(_not_on_roster(key, candidate, by_lms_id))
+                continue
+            student = entry.student_id if entry else student_id_from(key)
+            sub = _one_student(student, candidate, root, assignment, release_nb, wanted, damaged)
+            sub.name = entry.name if entry and entry.name else candidate.lms.name if candidate.lms else ""
+            sub.lms_id = key if by_lms_id else ""
+            subs.append(sub)
+        missing = [(key, entry) for key, entry in (roster or {}).items() if key not in found]
+        subs.extend(Submission(entry.student_id, status=NO_SUBMISSION, name=entry.name,
+                               lms_id=key if by_lms_id else "") for key, entry in missing)
+        return subs
+
+
+def _not_on_roster(key, candidate, by_lms_id):
+    named = candidate.lms
+    who = f"LMS id {key}" + (f" ({named.name})" if named and named.name else "") if by_lms_id else key
+    return Submission(student_id_from(key), status=NOT_ON_ROSTER, lms_id=key if by_lms_id else "",
+                      name=named.name if named else "", notes=[f"{who} is not on the roster; not graded"])
 
 
 def _read(path, damaged):
@@ -354,15 +418,26 @@ def _read(path, damaged):
     return path, *parse_notebook(data), hashlib.sha256(data).hexdigest()
 
 
-def _one_student(student, paths, root, assignment, release_nb, wanted, damaged):
-    sub = Submission(student)
+def _one_student(student, candidate, root, assignment, release_nb, wanted, damaged):
+    paths = candidate.paths
+    sub = Submission(student, late=bool(candidate.lms and candidate.lms.late))
     if not paths:
         sub.status = "no notebook submitted"
         return sub
     readable = [_read(path, damaged) for path in paths]
     good = [r for r in readable if r[1] is not None and wanted & set(_grade_ids(r[1]))]
     pool = good or [r for r in readable if r[1] is not None] or readable
-    if len(paths) > 1:
+    if candidate.lms:
+        # Attempts: the LMS's upload order where it numbers them (Canvas), else the file's time.
+        latest = lambda r: candidate.order.get(r[0]) or (Path(r[0]).stat().st_mtime,)  # noqa: E731
+        pool.sort(key=latest, reverse=True)
+        if len(paths) > 1:
+            newest = max(readable, key=latest)
+            which = "the latest" if pool[0] is newest else "the latest readable notebook of this assignment"
+            others = ", ".join(str(Path(r[0]).relative_to(root)) for r in readable if r is not pool[0])
+            sub.notes.append(f"{len(paths)} attempts; graded {which}, {Path(pool[0][0]).relative_to(root)}; "
+                             f"ignored {others}")
+    elif len(paths) > 1:
         # Several files: the one named like the assignment's notebook, else the newest.
         pool.sort(key=lambda r: (Path(r[0]).stem == assignment, Path(r[0]).stat().st_mtime), reverse=True)
         others = ", ".join(str(Path(r[0]).relative_to(root)) for r in readable if r is not pool[0])
@@ -370,6 +445,7 @@ def _one_student(student, paths, root, assignment, release_nb, wanted, damaged):
                          f"ignored {others}")
     path, nb, notes, status, sub.sha256 = pool[0]
     sub.path = str(Path(path).relative_to(root))
+    sub.file_time = Path(path).stat().st_mtime
     sub.notes.extend(notes)
     if status:
         sub.status = status
