@@ -37,6 +37,12 @@ def usage_problem(args):
             return f"{submissions} is neither a folder, a notebook nor a .zip file"
         if Path(args.out).exists() and not Path(args.out).is_dir():
             return f"--out {args.out} is a file, not a folder"
+        if args.roster:
+            from autograder.intake.roster import RosterError, read_roster
+            try:
+                read_roster(args.roster)
+            except RosterError as exc:
+                return str(exc)
     if args.command == "check" and not (Path(args.notebook).is_file() and args.notebook.endswith(".ipynb")):
         return f"no such notebook: {args.notebook}"
     return None
@@ -55,9 +61,11 @@ def main(argv=None):
 
     grade = commands.add_parser("grade", help="grade a folder (or .zip) of submissions, or one notebook")
     grade.add_argument("submissions", help="folder of <student>.ipynb, of <student>/ folders, "
-                                           "an nbgrader submitted/ tree, a .zip of one of these, or one notebook")
+                                           "an nbgrader submitted/ tree, a Canvas or Moodle download, a .zip "
+                                           "of one of these, or one notebook")
     grade.add_argument("--assignment", required=True, help="assignment name (a folder of source/)")
-    grade.add_argument("--out", required=True, help="folder for grades.csv, feedback/ and report.html")
+    grade.add_argument("--out", required=True, help="folder for grades.csv, feedback/, report.html, "
+                                                        "canvas_grades.csv and lms_grades.csv")
     grade.add_argument("--work", help="folder for nbgrader's submitted/, autograded/, feedback/ and the "
                                       "gradebook (default: the course directory)")
     grade.add_argument("--db", help="gradebook SQLAlchemy URL (default: sqlite gradebook.db in the course)")
@@ -70,6 +78,8 @@ def main(argv=None):
                        help="fork: warm sandboxed processes (default); kernel: a Jupyter kernel per notebook")
     grade.add_argument("--force", action="store_true", help="grade again even unchanged submissions")
     grade.add_argument("--course", default=None, help="course directory (default: this repository)")
+    grade.add_argument("--roster", help="CSV file with the columns lms_id[,student_id,name]: the course's "
+                                        "students and their ids in the LMS")
 
     check = commands.add_parser("check", help="run a notebook's public tests, as a student")
     check.add_argument("notebook")
@@ -104,9 +114,10 @@ def main(argv=None):
         from autograder.grading import grade as grading
         from autograder.outputs import reports
         rows = grading.run(args.submissions, args.assignment, args.out, course=course, force=args.force,
-                           lanes=lanes)
+                           lanes=lanes, roster=args.roster)
         print(reports.grade_table(rows, grading.question_ids(course.master(args.assignment))))
-        print(f"\nwrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'report.html'} "
+        print(f"\nwrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'report.html'}, "
+              f"{Path(args.out) / 'canvas_grades.csv'}, {Path(args.out) / 'lms_grades.csv'} "
               f"and {len(rows)} feedback pages in {Path(args.out) / 'feedback'}")
         return 0
     if args.command == "check":

@@ -12,8 +12,9 @@ from tqdm import tqdm
 from autograder import graded_metadata
 from autograder import intake
 from autograder.scoring import nbcheck
-from autograder.grading import pipeline
-from autograder.outputs import reports
+from autograder.grading import pipeline, students
+from autograder.intake.roster import read_roster
+from autograder.outputs import lms_export, reports
 from autograder.grading.course import start_warm_lanes
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,12 @@ def release_notebook(master):
     return nbformat.read(release if release.exists() else master, as_version=4)
 
 
-def run(submissions, assignment, out, *, course, force=False, lanes=None):
-    """Grade everything in ``submissions``; write grades.csv, feedback/ and report.html in ``out``.
+def run(submissions, assignment, out, *, course, force=False, lanes=None, roster=None):
+    """Grade everything in ``submissions``; write grades.csv, feedback/, report.html and the
+    LMS's grade files in ``out``.
 
     ``lanes``: the warm executor, if the caller started it ahead (course.start_warm_lanes,
-    after ``course.hide(submissions, out)``)."""
+    after ``course.hide(submissions, out)``). ``roster``: a roster CSV file (intake/roster.py)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     master = course.master(assignment)
@@ -58,7 +60,8 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None):
     # nothing changed: it reads first and starts them only if needed.
     graders = pipeline.Graders(course, assignment, feedback=True, lanes=lanes) if lanes else None
     try:
-        found = intake.collect(submissions, assignment, release_notebook(master))
+        found = intake.collect(submissions, assignment, release_notebook(master),
+                               roster=read_roster(roster) if roster else None)
         if not found:
             raise SystemExit(f"error: no submissions found in {submissions}")
         to_grade = []
@@ -87,6 +90,10 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None):
                 for sub in found]
         reports.write_grades_csv(out / "grades.csv", rows, question_ids(master_nb))
         reports.write_report(out / "report.html", rows, question_ids(master_nb), assignment)
+        # Someone not on the roster is in neither the gradebook nor the grades sent to the LMS.
+        enrolled = [s for s in found if s.status != intake.NOT_ON_ROSTER]
+        students.record(course, enrolled)
+        lms_export.write(course.config(), course.db_url, assignment, [s.student_id for s in enrolled], out)
     finally:
         if graders is not None:
             graders.close()
