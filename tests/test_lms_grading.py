@@ -72,3 +72,28 @@ def test_a_canvas_download_graded_with_a_roster(tmp_path_factory, tmp_path):
 
     for exporter, name in (("CanvasExportPlugin", "canvas_grades.csv"), ("LmsExportPlugin", "lms_grades.csv")):
         assert nbgrader_export(graded.course, exporter, tmp_path / name) == (graded.out / name).read_bytes()
+
+
+def test_the_canvas_column_is_named_in_the_config_and_late_penalties_are_taken_off(tmp_path, monkeypatch):
+    from traitlets.config import Config
+
+    from autograder.outputs import lms_export
+
+    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))  # alembic
+    db = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    with Gradebook(db) as gb:
+        gb.add_assignment("demo")
+        gb.add_notebook("demo", "demo")
+        gb.add_grade_cell("q", "demo", "demo", max_score=4, cell_type="code")
+        gb.add_student("jdoe", first_name="Jane", last_name="Doe", lms_user_id="12345")
+        gb.add_submission("demo", "jdoe")
+        gb.find_grade("q", "demo", "demo", "jdoe").auto_score = 3.5
+        gb.find_submission_notebook("demo", "demo", "jdoe").late_submission_penalty = 1.25
+        gb.db.commit()
+    config = Config()
+    config.CanvasExportPlugin.columns = {"demo": "Parameter access (4821)"}
+    lms_export.write(config, db, "demo", ["jdoe"], tmp_path)
+    assert read_csv(tmp_path / "canvas_grades.csv") == [
+        ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Parameter access (4821)"],
+        ["Points Possible", "", "", "", "", "4"],
+        ["Doe, Jane", "12345", "", "", "", "2.25"]]

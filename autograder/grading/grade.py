@@ -42,12 +42,14 @@ def release_notebook(master):
     return nbformat.read(release if release.exists() else master, as_version=4)
 
 
-def run(submissions, assignment, out, *, course, force=False, lanes=None, roster=None):
+def run(submissions, assignment, out, *, course, force=False, lanes=None, roster=None, lms_grades=True):
     """Grade everything in ``submissions``; write grades.csv, feedback/, report.html and the
     LMS's grade files in ``out``.
 
     ``lanes``: the warm executor, if the caller started it ahead (course.start_warm_lanes,
-    after ``course.hide(submissions, out)``). ``roster``: a roster CSV file (intake/roster.py)."""
+    after ``course.hide(submissions, out)``). ``roster``: a roster CSV file (intake/roster.py).
+    ``lms_grades``: write the grade files for an LMS (not for Gradescope, which grades one
+    submission per run and takes its results from the row)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     master = course.master(assignment)
@@ -93,7 +95,8 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None, roster
         # Someone not on the roster is in neither the gradebook nor the grades sent to the LMS.
         enrolled = [s for s in found if s.status != intake.NOT_ON_ROSTER]
         students.record(course, enrolled)
-        lms_export.write(course.config(), course.db_url, assignment, [s.student_id for s in enrolled], out)
+        if lms_grades:
+            lms_export.write(course.config(), course.db_url, assignment, [s.student_id for s in enrolled], out)
     finally:
         if graders is not None:
             graders.close()

@@ -215,7 +215,8 @@ def _grade(root, bundle, config, master_nb):
         course = Course(root=bundle, work=scratch / "work", timeout=config.get("timeout"),
                         memory_mb=config.get("memory_mb"), jobs=1, hidden=[str(root)])
         limits = course.limits()
-        rows = grade.run(scratch / "submissions", assignment, scratch / "out", course=course, force=True)
+        rows = grade.run(scratch / "submissions", assignment, scratch / "out", course=course, force=True,
+                         lms_grades=False)
         row = rows[0]
         print(reports.grade_table(rows, grade.question_ids(master_nb)))
         for note in row.notes:
