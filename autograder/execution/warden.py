@@ -18,6 +18,7 @@ README's threat model says what holds and what does not.
 """
 import ast
 import builtins
+import ctypes
 import functools
 import gc
 import signal
@@ -94,6 +95,8 @@ class Warden:
             everything = owner is nbcheck or (isinstance(owner, type(sys)) and owner is not builtins)
             snapshot = {k: v for k, v in vars(owner).items() if everything or _behaviour(v)}
             self.guarded.append((getattr(owner, "__qualname__", owner.__name__), owner, snapshot))
+        self.versions = [_NamespaceVersion(owner) for _, owner, _ in self.guarded] if _NamespaceVersion.works() \
+            else [None] * len(self.guarded)
         self.modules = dict(sys.modules)
         self.lists = self._lists()
         self.saved_lists = {label: list(items) for label, items in self.lists.items()}
@@ -123,8 +126,12 @@ class Warden:
         """Put the snapshot back; return what had changed. ``modules``: names whose entry in
         sys.modules must be the pristine one (the rest of sys.modules is left alone)."""
         findings = []
-        for label, owner, snapshot in self.guarded:
+        for (label, owner, snapshot), version in zip(self.guarded, self.versions):
+            if version is not None and version.unchanged():
+                continue
             findings += _restore_namespace(label, owner, snapshot)
+            if version is not None:
+                version.remember()
         for name in modules:
             pristine = self.modules.get(name)
             if pristine is not None and sys.modules.get(name) is not pristine:
@@ -222,6 +229,43 @@ class Warden:
             finally:
                 watch.observing = False
         return None
+
+
+class _NamespaceVersion:
+    """The version tag of a module's or class's namespace (PEP 509: CPython gives a dict a
+    new one whenever it changes). Comparing it is how a restore skips the namespaces left
+    alone without reading their entries: reading them would write their reference counts,
+    and so copy, page by page, the memory a child shares with the zygote."""
+
+    OFFSET = 3 * ctypes.sizeof(ctypes.c_ssize_t)  # after the reference count, type and size
+
+    def __init__(self, owner):
+        namespace = vars(owner)
+        if not isinstance(namespace, dict):  # a class's: the dict behind its mappingproxy
+            namespace = next(r for r in gc.get_referents(namespace) if isinstance(r, dict))
+        self.namespace = namespace  # kept alive, so that its address stays its own
+        self.tag = ctypes.c_uint64.from_address(id(namespace) + self.OFFSET)
+        self.remember()
+
+    def remember(self):
+        self.seen = self.tag.value
+
+    def unchanged(self):
+        return self.tag.value == self.seen
+
+    @classmethod
+    def works(cls):
+        """Whether this interpreter keeps the tag where it is read, and changes it on every
+        change: else every restore reads every entry."""
+        probe = {}
+        version = cls.__new__(cls)
+        version.tag = ctypes.c_uint64.from_address(id(probe) + cls.OFFSET)
+        version.remember()
+        probe["changed"] = True
+        changed = not version.unchanged()
+        version.remember()
+        del probe["changed"]
+        return changed and not version.unchanged() and sys.implementation.name == "cpython"
 
 
 def _behaviour(value):

@@ -125,14 +125,12 @@ class Graders:
             ensure_assignment(self.course, self.assignment)
             for student in students:
                 self.tasks.put(student)
+            if self.feedback:
+                dealer = FeedbackDealer(self.tasks, len(self.workers), len(students))
+                progress = dealer.watching(progress)
             results = _collect(self.done, students, progress, self.workers)
             if self.feedback:
-                # After the grading, not as each process goes: that would leave them
-                # unevenly loaded at the end (one of them may have sat out a time-out).
-                students = graded(results)
-                self.feedback_pending = len(students)
-                for share in range(len(self.workers)):
-                    self.tasks.put(("feedback", students[share::len(self.workers)]))
+                self.feedback_pending = dealer.dealt
             return results
         except BaseException:
             self.close()
@@ -157,6 +155,43 @@ class Graders:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class FeedbackDealer:
+    """Deals the feedback pages out to grading processes that have no student left to grade.
+
+    The students come first in the task queue, so a process takes a share of pages only
+    once none is waiting to be graded: while one sits out a slow submission (a time-out),
+    the others write the pages of those already graded. Small shares keep the processes
+    evenly loaded at the end."""
+
+    SHARE = 8  # pages a task: enough to pay for nbgrader's start of a feedback run
+
+    def __init__(self, tasks, workers, students):
+        self.tasks, self.workers, self.left = tasks, workers, students
+        self.ready, self.dealt = [], 0
+
+    def watching(self, progress):
+        """``progress`` for _collect, that also deals."""
+        def graded(student, result):
+            if progress:
+                progress(student, result)
+            self.graded(student, result["success"])
+        return graded
+
+    def graded(self, student, success):
+        self.left -= 1
+        if success:
+            self.ready.append(student)
+        if self.left < self.workers:  # a process is idle, or will be when this is dealt
+            self.deal()
+
+    def deal(self):
+        size = min(self.SHARE, -(-len(self.ready) // self.workers))
+        while self.ready:
+            share, self.ready = self.ready[:size], self.ready[size:]
+            self.tasks.put(("feedback", share))
+            self.dealt += len(share)
 
 
 def _collect(done, students, progress, workers):
@@ -222,7 +257,9 @@ def _write_feedback(api, course, assignment, students):
     the course's other students are left alone."""
     if not students:
         return
-    others = {p.name for p in (course.work / "autograded").iterdir() if p.is_dir()} - set(students)
+    # Every other student is left out, those still being graded (in submitted/ only) too.
+    others = {p.name for folder in ("submitted", "autograded") if (course.work / folder).is_dir()
+              for p in (course.work / folder).iterdir() if p.is_dir()} - set(students)
     api.coursedir.student_id_exclude = ",".join(sorted(others))
     api.generate_feedback(assignment)
 
