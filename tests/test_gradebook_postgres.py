@@ -7,6 +7,7 @@ The server is a throwaway cluster started for this module (tests/fixtures/postgr
 import os
 import shutil
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -99,4 +100,31 @@ def test_b_a_rerun_regrades_only_the_changed_submission(first_run):
     assert again.autograded("bob").stat().st_mtime_ns != bob_before
     assert kit.points(again.rows["bob"]) == FULL and kit.points(again.rows["alice"]) == FULL
     assert server_scores(first_run["url"], ASSIGNMENT) == {"alice": AUTO_MAX, "bob": AUTO_MAX}
+
+
+def test_c_two_runs_of_different_assignments_at_once_into_one_fresh_database(server, tmp_path):
+    course = course_with_two_assignments(tmp_path)
+    url = server.create_database("two_at_once")
+    students = {"carol": kit.submission(), "dave": kit.submission(WRONG), "erin": kit.submission()}
+    runs = {assignment: (submissions(tmp_path / f"subs_{assignment}", **students), tmp_path / f"out_{assignment}")
+            for assignment in (ASSIGNMENT, OTHER)}
+    # Both runs reach the empty database at the same moment: the server takes no connection
+    # until each run has asked for one.
+    with ThreadPoolExecutor(len(runs)) as pool:
+        with server.held_back():
+            futures = {assignment: pool.submit(kit.run, subs, out, course, db_url=url, assignment=assignment,
+                                               jobs=1)
+                       for assignment, (subs, out) in runs.items()}
+            deadline = time.monotonic() + kit.RUN_DEADLINE
+            while server.connections_queued() < len(runs) and time.monotonic() < deadline:
+                if any(future.done() for future in futures.values()):
+                    break
+                time.sleep(0.05)
+        graded = {assignment: future.result() for assignment, future in futures.items()}
+
+    expected = {"carol": AUTO_MAX, "dave": 0.0, "erin": AUTO_MAX}
+    for assignment in runs:
+        assert {s: float(r["score"]) for s, r in graded[assignment].csv.items()} == expected, assignment
+        assert {r["status"] for r in graded[assignment].csv.values()} == {"needs manual grading"}
+        assert server_scores(url, assignment) == expected, assignment
 
