@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from nbgrader.api import Gradebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
 import grading_kit as kit  # noqa: E402
@@ -128,3 +129,17 @@ def test_c_two_runs_of_different_assignments_at_once_into_one_fresh_database(ser
         assert {r["status"] for r in graded[assignment].csv.values()} == {"needs manual grading"}
         assert server_scores(url, assignment) == expected, assignment
 
+
+def test_d_a_manual_grade_entered_through_nbgrader_appears_in_the_next_grades_csv(first_run):
+    """Only the score is set, as a script would; the grade keeps nbgrader's needs-grading flag."""
+    with Gradebook(first_run["url"]) as gb:
+        gb.find_grade("explain", ASSIGNMENT, ASSIGNMENT, "alice").manual_score = 1.5
+        gb.db.commit()
+
+    again = kit.run(first_run["subs"], first_run["base"] / "out_d", first_run["course"], db_url=first_run["url"],
+                    force=False)
+
+    assert again.csv["alice"]["explain"] == "1.5"
+    assert float(again.csv["alice"]["score"]) == AUTO_MAX + 1.5
+    assert again.csv["alice"]["status"] == "graded"
+    assert again.csv["bob"]["explain"] == "pending"

@@ -246,12 +246,14 @@ class QuestionGrade:
 
 def gradebook_scores(course, assignment):
     """{student: {grade_id: QuestionGrade}} from nbgrader's gradebook, manual grades included
-    once entered; one query (the ORM would load each grade's cell lazily, one query each)."""
+    once entered; one query (the ORM would load each grade's cell lazily, one query each).
+    A manual score counts as entered even if the grade is still flagged for grading: the
+    formgrader lowers the flag, a script that sets the score through nbgrader's API may not."""
     grades = {}
     use_speedups(course)
     with Gradebook(course.db_url) as gb:
         query = (gb.db.query(SubmittedAssignment.student_id, GradeCell.name, Grade.score, GradeCell.max_score,
-                             GradeCell.cell_type, Grade.needs_manual_grade)
+                             GradeCell.cell_type, Grade.needs_manual_grade & Grade.manual_score.is_(None))
                  .join(SubmittedNotebook, Grade.notebook_id == SubmittedNotebook.id)
                  .join(SubmittedAssignment, SubmittedNotebook.assignment_id == SubmittedAssignment.id)
                  .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
