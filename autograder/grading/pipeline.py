@@ -21,6 +21,7 @@ from nbgrader.api import (Assignment, Grade, Gradebook, GradeCell, MissingEntry,
                           SubmittedNotebook)
 from nbgrader.apps import NbGraderAPI
 
+from autograder.grading import gradebook_lock
 from autograder.nbgrader_ext import speedups
 from autograder.grading.course import Course, jobs, warm_lanes
 from autograder.nbgrader_ext import ExecuteSandboxed
@@ -37,10 +38,17 @@ def use_speedups(course):
         speedups.apply()
 
 
-def ensure_assignment(course, assignment):
-    """Record the assignment's master in the gradebook (generating a release copy aside)."""
+def ensure_assignment(course, assignment, students=()):
+    """Record the assignment's master (generating a release copy aside) and the students in
+    the gradebook, one run at a time (other runs may be setting up the same database)."""
     use_speedups(course)
+    with gradebook_lock.setup_lock(course.db_url):
+        _ensure_assignment(course, assignment, students)
+
+
+def _ensure_assignment(course, assignment, students):
     with Gradebook(course.db_url) as gb:
+        gradebook_lock.add_students(gb, students)
         try:
             if gb.find_assignment(assignment).notebooks:
                 return
@@ -77,7 +85,7 @@ def autograde(course, assignment, students, progress=None, feedback=False, grade
     if min(jobs(course), len(students)) == 1:  # in this process: no start-up cost, easier to debug
         tasks, done = queue.Queue(), queue.Queue()
         _start_executor(course)
-        ensure_assignment(course, assignment)
+        ensure_assignment(course, assignment, students)
         for student in students:
             tasks.put(student)
         tasks.put(None)
@@ -122,7 +130,7 @@ class Graders:
         """Grade the students; return once they are graded, while the processes may still be
         writing the feedback: ``close`` waits for that."""
         try:
-            ensure_assignment(self.course, self.assignment)
+            ensure_assignment(self.course, self.assignment, students)
             for student in students:
                 self.tasks.put(student)
             if self.feedback:
@@ -275,12 +283,14 @@ class QuestionGrade:
 
 def gradebook_scores(course, assignment):
     """{student: {grade_id: QuestionGrade}} from nbgrader's gradebook, manual grades included
-    once entered; one query (the ORM would load each grade's cell lazily, one query each)."""
+    once entered; one query (the ORM would load each grade's cell lazily, one query each).
+    A manual score counts as entered even if the grade is still flagged for grading: the
+    formgrader lowers the flag, a script that sets the score through nbgrader's API may not."""
     grades = {}
     use_speedups(course)
     with Gradebook(course.db_url) as gb:
         query = (gb.db.query(SubmittedAssignment.student_id, GradeCell.name, Grade.score, GradeCell.max_score,
-                             GradeCell.cell_type, Grade.needs_manual_grade)
+                             GradeCell.cell_type, Grade.needs_manual_grade & Grade.manual_score.is_(None))
                  .join(SubmittedNotebook, Grade.notebook_id == SubmittedNotebook.id)
                  .join(SubmittedAssignment, SubmittedNotebook.assignment_id == SubmittedAssignment.id)
                  .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
