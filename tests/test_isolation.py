@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -442,3 +443,33 @@ def test_students_graded_at_the_same_time_cannot_reach_each_other():
             pool.close()
         lanes.close()
     assert said.strip() == "unreachable" and heard.startswith("alone"), (said, heard)
+
+
+# --- a database server's socket ----------------------------------------------------------------
+
+@root_only
+def test_a_database_servers_unix_socket_is_out_of_reach():
+    """The network namespace stops TCP; a server's Unix socket (here a stand-in, where the
+    gradebook's URL says the server listens) must be hidden too."""
+    if not sandbox.bwrap_available():
+        pytest.skip("bubblewrap is not installed")
+    folder = tempfile.mkdtemp(dir="/run", prefix="db-socket-")
+    os.chmod(folder, 0o755)
+    path = os.path.join(folder, ".s.PGSQL.5432")
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(path)
+        os.chmod(path, 0o777)  # as PostgreSQL leaves its socket: anyone may connect
+        server.listen()
+        url = f"postgresql+psycopg://grader@/gradebook?host={folder}"
+        pool = WarmPool(1, hidden=sandbox.hidden_folders(url, [ROOT]), use_sandbox=True)
+        try:
+            said = printed(run(pool, "import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n"
+                                     f"    s.connect({path!r})\n    print('connected')\n"
+                                     "except OSError as e:\n    print('refused', type(e).__name__)"))
+        finally:
+            pool.close()
+        assert said.startswith("refused"), said
+    finally:
+        server.close()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -31,6 +31,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -443,8 +444,18 @@ def hidden_folders(db_url, *folders):
     return [os.getcwd(), *database_dirs(db_url), *(str(f) for group in folders for f in group)]
 
 
+# Where local database servers keep their Unix sockets.
+SERVER_SOCKET_DIRS = ("/run/postgresql", "/var/run/postgresql", "/run/mysqld", "/var/run/mysqld")
+
+
 def database_dirs(db_url):
-    """The folder of an SQLite gradebook (none for a database server)."""
-    if not db_url.startswith("sqlite:///"):
-        return []
-    return [os.path.dirname(os.path.abspath(db_url[len("sqlite:///"):].split("?")[0]))]
+    """The gradebook's folders a sandbox hides: an SQLite file's; for a database server,
+    the folders of its Unix sockets (those the URL names, and the usual ones of a local
+    server), through which a student's process could reach it: the network namespace
+    stops TCP, not a socket in the file system."""
+    if db_url.startswith("sqlite:///"):
+        return [os.path.dirname(os.path.abspath(db_url[len("sqlite:///"):].split("?")[0]))]
+    url = urllib.parse.urlsplit(db_url)
+    named = [url.hostname or "", *urllib.parse.parse_qs(url.query).get("host", [])]
+    sockets = [h for h in urllib.parse.unquote(",".join(named)).split(",") if h.startswith("/")]
+    return [*sockets, *(d for d in SERVER_SOCKET_DIRS if os.path.isdir(d))] if "://" in db_url else []
