@@ -1,6 +1,5 @@
-"""What the report tells of the questions and checks: the checks that failed most, with
-what they most often found, and each question's mean points; from the grade rows."""
-import statistics
+"""The checks that failed most, with what they most often found, from the grade rows:
+where the report tells the next lecture to start."""
 from collections import Counter
 from dataclasses import dataclass
 
@@ -41,8 +40,3 @@ def _outcome(check, messages):
             return reason.rpartition(" Hint: ")[0] or reason
     return ""
 
-
-def mean_points(rows, question):
-    """Mean points of a question over the students graded on it (pending ones left out), or None."""
-    graded = [v for v in (row.questions.get(question) for row in rows) if isinstance(v, (int, float))]
-    return statistics.mean(graded) if graded else None

@@ -57,7 +57,7 @@ def _charts(rows, question_ids, points):
         graded = [r.questions[q] for r in rows if isinstance(r.questions.get(q), (int, float))]
         pending = sum(1 for r in rows if r.questions.get(q) == "pending")
         maximum = points.get(q) if points else max(graded, default=0)
-        mean = check_summary.mean_points(rows, q)
+        mean = statistics.mean(graded) if graded else None
         rate = 100 * sum(1 for v in graded if v > 0 and v >= maximum) / len(graded) if graded and maximum else 0
         shown = f"{rate:.0f}%" if graded else "&ndash;"
         lines.append(f"<tr><td>{esc(q)}</td><td class='bar'><span style='width:{rate:.1f}%'></span></td>"
@@ -138,7 +138,7 @@ def write_report(path, rows, question_ids, assignment, *, points=None):
     parts.append("<h2>Submissions that were not simply graded</h2>")
     if unusual:
         parts.append("<table class='wide'><tr><th>student</th><th>status</th><th>notes</th></tr>" + "".join(
-            f"<tr><td>{_student_link(r.student_id)}</td><td class='text'>{esc(r.status)}</td>"
+            f"<tr><td>{_student_link(r.student_id)}</td><td>{esc(r.status)}</td>"
             f"<td class='text'>{esc(' | '.join(r.notes))}</td></tr>"
             for r in unusual) + "</table>")
     else:
@@ -150,7 +150,7 @@ def write_report(path, rows, question_ids, assignment, *, points=None):
                  + "<th>score</th><th>status</th></tr>" + "".join(
         f"<tr><td>{_student_link(r.student_id)}</td>"
         + "".join(f"<td>{esc(_points(r.questions.get(q, 0.0)))}</td>" for q in question_ids)
-        + f"<td>{_points(r.score)}/{_points(r.max_score)}</td><td class='text'>{esc(r.status)}</td></tr>" for r in rows) + "</table>")
+        + f"<td>{_points(r.score)}/{_points(r.max_score)}</td><td>{esc(r.status)}</td></tr>" for r in rows) + "</table>")
     path.write_text("\n".join(parts))
 
 
