@@ -33,12 +33,19 @@ c.Autograde.autograde_preprocessors = [ExecuteSandboxed, JudgeChecks, HideTestCo
 from autograder.nbgrader_ext.exporters import AutogradeExporter  # noqa: E402
 
 c.Autograde.exporter_class = AutogradeExporter
-# Feedback shows test cells without their hidden part (nbgrader's own ClearHiddenTests).
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
+# Feedback shows test cells without their hidden part (nbgrader's own ClearHiddenTests),
+# questions by their headings, and written answers not graded yet as awaiting grading.
+from nbgrader.preprocessors import ClearHiddenTests  # noqa: E402
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from autograder.nbgrader_ext.get_grades_awaiting import GetGradesAwaiting  # noqa: E402
+from autograder.nbgrader_ext.question_titles import QuestionTitles  # noqa: E402
 
-c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, ClearHiddenTests]
-# Feedback pages by the hundred: the same page, with the master's cells rendered once.
-from autograder.nbgrader_ext.feedback import FeedbackHTMLExporter  # noqa: E402
+c.GenerateFeedback.preprocessors = [GetGradesAwaiting, QuestionTitles, CSSHTMLHeaderPreprocessor, ClearHiddenTests]
+# Feedback pages by the hundred: the same page, with the master's cells rendered once;
+# nbgrader's feedback template, extended by ours (which needs the two steps above).
+from autograder.nbgrader_ext.feedback import TEMPLATE, TEMPLATE_DIRS, TEMPLATE_FILE, FeedbackHTMLExporter  # noqa: E402
 
 c.GenerateFeedback.exporter_class = FeedbackHTMLExporter
+c.FeedbackHTMLExporter.template_name = TEMPLATE
+c.FeedbackHTMLExporter.template_file = TEMPLATE_FILE
+c.FeedbackHTMLExporter.extra_template_basedirs = TEMPLATE_DIRS

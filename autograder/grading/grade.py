@@ -34,6 +34,7 @@ class StudentRow:
     notes: list = field(default_factory=list)
     seconds: float = 0.0
     messages: dict = field(default_factory=dict)  # {grade_id: [public messages]}
+    failed: dict = field(default_factory=dict)  # {grade_id: [names of its checks that failed]}
 
 
 def release_notebook(master):
@@ -91,7 +92,8 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None, roster
                      scores.get(sub.student_id, {}))
                 for sub in found]
         reports.write_grades_csv(out / "grades.csv", rows, question_ids(master_nb))
-        reports.write_report(out / "report.html", rows, question_ids(master_nb), assignment)
+        reports.write_report(out / "report.html", rows, question_ids(master_nb), assignment,
+                             points=question_points(master_nb))
         # Someone not on the roster is in neither the gradebook nor the grades sent to the LMS.
         enrolled = [s for s in found if s.status != intake.NOT_ON_ROSTER]
         students.record(course, enrolled)
@@ -115,7 +117,7 @@ def _copy_feedback_pages(course, assignment, master, found, rows, folder):
             shutil.copyfile(produced, page)
             reports.add_notes_to_feedback(page, row)
         else:
-            reports.write_plain_feedback(page, row)
+            reports.write_plain_feedback(page, row, master.name)
 
 
 def _autograde(course, assignment, subs, graders):
@@ -150,11 +152,16 @@ def question_ids(master):
             if c.metadata.get("nbgrader", {}).get("grade") and "points" in c.metadata.nbgrader]
 
 
+def question_points(master_nb):
+    """{grade id: points} of the questions."""
+    questions = question_ids(master_nb)
+    return {c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader["points"])
+            for c in master_nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") in questions}
+
+
 def _row(course, assignment, master, master_nb, sub, outcome, grades):
     questions = question_ids(master_nb)
-    points = {c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader["points"])
-              for c in master_nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") in questions}
-    max_score = sum(points.values())
+    max_score = sum(question_points(master_nb).values())
     row = StudentRow(sub.student_id, assignment, {q: 0.0 for q in questions}, 0.0, max_score,
                      sub.status or "graded", list(sub.notes))
     if sub.notebook is None:
@@ -196,8 +203,8 @@ def _row(course, assignment, master, master_nb, sub, outcome, grades):
             verdict = meta.get("verdict")
             if verdict and not verdict["passed"]:
                 row.messages[gid] = verdict["messages"]
-                shown = "; ".join(verdict["messages"]) or "hidden tests failed"
-                row.notes.append(f"{gid}: {shown}"[:400])
+                row.failed[gid] = verdict["failed"]
+                row.notes.append(reports.verdict_note(gid, verdict["messages"]))
     if any(v == "pending" for v in row.questions.values()):
         statuses.append("needs manual grading")
     if statuses:

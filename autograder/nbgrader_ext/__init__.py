@@ -7,6 +7,9 @@ preprocessor per file, as nbgrader's own ``preprocessors`` package, and the expo
     autograde: ExecuteSandboxed -> JudgeChecks -> HideTestCode -> (nbgrader) IgnorePattern,
                LimitOutput -> SaveAutoGradesAtOnce -> (nbgrader) AssignLatePenalties ->
                SanitizeStudentHTML -> (nbgrader) CheckCellMetadata
+    feedback:  GetGradesAwaiting (nbgrader's GetGrades) -> QuestionTitles -> (nbconvert)
+               CSSHTMLHeaderPreprocessor -> (nbgrader) ClearHiddenTests, then
+               FeedbackHTMLExporter with our template
 
 OverwriteCellsIfMissing, SaveAutoGradesAtOnce, the exporters and ``speedups`` change only
 what nbgrader's own steps cost; the grading processes apply ``speedups`` themselves.

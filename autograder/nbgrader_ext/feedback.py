@@ -1,15 +1,19 @@
 """The exporter of nbgrader's feedback pages (``GenerateFeedback.exporter_class``), for
 feedback made by the hundred.
 
-The page is nbconvert's HTMLExporter with nbgrader's feedback template, unchanged; what
-changes is cost. The master's markdown and code recur in every student's page, so their
+The page is nbconvert's HTMLExporter with nbgrader's feedback template, extended where a
+student could not act on it (``TEMPLATE`` in ``templates/``: named questions, grades
+awaiting manual grading, each verdict once, wrapped lines, bordered tables). The rest
+changes only cost. The master's markdown and code recur in every student's page, so their
 rendering is cached; and nbconvert's last step, a full BeautifulSoup parse of the page to
 give images without alt text a default one (more than half of the time), is a regular
 expression here. Its other step, tabindex on JupyterLab-template cells, finds nothing in
 nbgrader's classic-based template. The notebook is validated once (exporters.ValidateOnce).
 """
 import re
+from pathlib import Path
 
+import nbgrader
 from jinja2 import pass_context
 from nbconvert.exporters import HTMLExporter, TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
@@ -17,6 +21,11 @@ from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 
 from autograder.nbgrader_ext.exporters import ValidateOnce
 
+# Our template and the page it starts from, named apart from the index.html.j2 of
+# nbgrader's "feedback" template that it extends; the folders of both.
+TEMPLATE, TEMPLATE_FILE = "autograder_feedback", "page.html.j2"
+TEMPLATE_DIRS = [str(Path(nbgrader.__file__).resolve().parent / "server_extensions" / "formgrader" / "templates"),
+                 str(Path(__file__).resolve().parent / "templates")]
 IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\salt=)", re.IGNORECASE)
 DEFAULT_ALT = '<img alt="No description has been provided for this image"'
 
