@@ -43,9 +43,10 @@ from autograder.nbgrader_ext.question_titles import QuestionTitles  # noqa: E402
 c.GenerateFeedback.preprocessors = [GetGradesAwaiting, QuestionTitles, CSSHTMLHeaderPreprocessor, ClearHiddenTests]
 # Feedback pages by the hundred: the same page, with the master's cells rendered once;
 # nbgrader's feedback template, extended by ours (which needs the two steps above).
-from autograder.nbgrader_ext.feedback import TEMPLATE, TEMPLATE_DIRS, TEMPLATE_FILE, FeedbackHTMLExporter  # noqa: E402
+from autograder.nbgrader_ext.feedback import (TEMPLATE, TEMPLATE_DIRS, TEMPLATE_FILE,  # noqa: E402
+                                              FeedbackHTMLExporter)
 
 c.GenerateFeedback.exporter_class = FeedbackHTMLExporter
-c.FeedbackHTMLExporter.template_name = TEMPLATE
-c.FeedbackHTMLExporter.template_file = TEMPLATE_FILE
-c.FeedbackHTMLExporter.extra_template_basedirs = TEMPLATE_DIRS
+c.FeedbackPageExporter.template_name = TEMPLATE
+c.FeedbackPageExporter.template_file = TEMPLATE_FILE
+c.FeedbackPageExporter.extra_template_basedirs = TEMPLATE_DIRS

@@ -97,15 +97,16 @@ class Course:
 
 def _nbgraders_own_steps(config):
     """The course's grading steps with nbgrader's own classes where ours only cost less."""
-    from nbconvert.exporters import HTMLExporter, NotebookExporter
+    from nbconvert.exporters import NotebookExporter
     from nbgrader.preprocessors import OverwriteCells, SaveAutoGrades
 
     from autograder.nbgrader_ext import OverwriteCellsIfMissing, SaveAutoGradesAtOnce
+    from autograder.nbgrader_ext.feedback import FeedbackPageExporter
     own = {OverwriteCellsIfMissing: OverwriteCells, SaveAutoGradesAtOnce: SaveAutoGrades}
     for steps in ("sanitize_preprocessors", "autograde_preprocessors"):
         config.Autograde[steps] = [own.get(step, step) for step in config.Autograde[steps]]
     config.Autograde.exporter_class = NotebookExporter
-    config.GenerateFeedback.exporter_class = HTMLExporter
+    config.GenerateFeedback.exporter_class = FeedbackPageExporter  # the same template, nbconvert's cost
 
 
 def jobs(course):

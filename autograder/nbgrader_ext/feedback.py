@@ -44,7 +44,13 @@ class CachedHighlight(Highlight2HTML):
         return self._done[key]
 
 
-class FeedbackHTMLExporter(ValidateOnce, HTMLExporter):
+class FeedbackPageExporter(HTMLExporter):
+    """nbconvert's HTMLExporter with the feedback page's template, configured on this class
+    (more specific than the ``HTMLExporter.template_name`` nbgrader sets for its feedback),
+    at nbconvert's own cost: the exporter of a course with the speedups off."""
+
+
+class FeedbackHTMLExporter(ValidateOnce, FeedbackPageExporter):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._markdown = {}
