@@ -42,3 +42,9 @@ c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, ClearH
 from autograder.nbgrader_ext.feedback import FeedbackHTMLExporter  # noqa: E402
 
 c.GenerateFeedback.exporter_class = FeedbackHTMLExporter
+# Late work: nbgrader's AssignLatePenalties (in the list above) asks our policy how many points a
+# late submission loses; its defaults are in autograder/settings.py, and a course may set
+# c.LatePolicy.percent, .per ("day" or "hour"), .grace_hours, .cap_percent, .zero_after_days.
+from autograder.nbgrader_ext.late_policy import LatePolicy  # noqa: E402
+
+c.AssignLatePenalties.plugin_class = LatePolicy
