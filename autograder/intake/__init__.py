@@ -19,10 +19,13 @@ import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
 from nbgrader import utils
+
+from autograder.intake import timestamps
 
 MAX_NOTEBOOK_BYTES = 50 * 2**20
 MAX_ZIP_BYTES = 2 * 2**30
@@ -44,6 +47,10 @@ class Submission:
     sha256: str = ""
     status: str = None  # None when gradable; otherwise why not
     notes: list = field(default_factory=list)
+    # When it was handed in (timezone-aware; None: not known) and where that came from; an
+    # intake that knows better (an LMS's own record) sets these.
+    submitted_at: datetime = None
+    time_source: str = ""
 
 
 def student_id_from(name):
@@ -98,6 +105,9 @@ def _extract(zip_path, into):
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
+            if target.name == timestamps.NAME and info.file_size <= timestamps.MAX_BYTES:
+                _unpack(archive, info, target)  # unreadable: empty, and noted as such
+                continue
             if target.suffix.lower() != ".ipynb":
                 target.touch()
                 continue
@@ -323,8 +333,10 @@ def compare_with_release(nb, release):
     return notes
 
 
-def collect(submissions, assignment, release_nb):
-    """All students found in ``submissions`` (a folder or a .zip), each with a notebook or a status."""
+def collect(submissions, assignment, release_nb, file_times=False):
+    """All students found in ``submissions`` (a folder or a .zip), each with a notebook or a
+    status, and the time it was handed in if known (``file_times``: the notebook's
+    modification time when its folder holds no timestamp.txt)."""
     submissions = Path(submissions)
     if not submissions.exists():
         raise FileNotFoundError(f"no such file or folder: {submissions}")
@@ -332,7 +344,7 @@ def collect(submissions, assignment, release_nb):
         damaged = {}  # zip members that could not be unpacked, and why
         if submissions.is_file() and submissions.suffix.lower() == ".ipynb":  # one student, named after it
             root = Path(scratch)
-            shutil.copyfile(submissions, root / submissions.name)
+            shutil.copy2(submissions, root / submissions.name)  # its time too
         elif submissions.is_file():
             if not zipfile.is_zipfile(submissions):
                 raise ValueError(f"{submissions} is neither a folder, a notebook nor a .zip file")
@@ -342,7 +354,7 @@ def collect(submissions, assignment, release_nb):
         if (root / "submitted").is_dir() and not any(root.glob("*.ipynb")):
             root = root / "submitted"
         wanted = {c.metadata.nbgrader["grade_id"] for c in release_nb.cells if "nbgrader" in c.metadata}
-        return [_one_student(student, paths, root, assignment, release_nb, wanted, damaged)
+        return [_one_student(student, paths, root, assignment, release_nb, wanted, damaged, file_times)
                 for student, paths in sorted(_candidates(root, assignment).items())]
 
 
@@ -354,7 +366,7 @@ def _read(path, damaged):
     return path, *parse_notebook(data), hashlib.sha256(data).hexdigest()
 
 
-def _one_student(student, paths, root, assignment, release_nb, wanted, damaged):
+def _one_student(student, paths, root, assignment, release_nb, wanted, damaged, file_times):
     sub = Submission(student)
     if not paths:
         sub.status = "no notebook submitted"
@@ -370,6 +382,9 @@ def _one_student(student, paths, root, assignment, release_nb, wanted, damaged):
                          f"ignored {others}")
     path, nb, notes, status, sub.sha256 = pool[0]
     sub.path = str(Path(path).relative_to(root))
+    sub.notes.extend(notes)
+    own_folder = root / Path(sub.path).parts[0] if len(Path(sub.path).parts) > 1 else None
+    sub.submitted_at, sub.time_source, notes = timestamps.submission_time(Path(path), own_folder, file_times)
     sub.notes.extend(notes)
     if status:
         sub.status = status
