@@ -176,6 +176,9 @@ def test_file_times_only_when_asked(tmp_path):
     assert collected(tmp_path).submitted_at is None
     alice = collected(tmp_path, file_times=True)
     assert (alice.submitted_at, alice.time_source) == (datetime(2025, 3, 1, 23, 59, tzinfo=timezone.utc), "file time")
+    one = kit.write(kit.submission(), tmp_path / "bob.ipynb")  # one notebook, graded on its own
+    os.utime(one, (1740873540, 1740873540))
+    assert collected(one, file_times=True).submitted_at == datetime(2025, 3, 1, 23, 59, tzinfo=timezone.utc)
 
 
 # --- grading runs ------------------------------------------------------------------------------------

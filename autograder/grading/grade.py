@@ -68,7 +68,9 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None, due=No
         if not found:
             raise SystemExit(f"error: no submissions found in {submissions}")
         gradable = any(sub.notebook is not None for sub in found)
-        due = lateness.due_date(course, assignment, record=due) if gradable else None
+        if gradable:
+            course.work.mkdir(parents=True, exist_ok=True)  # the default gradebook's folder
+            due = lateness.due_date(course, assignment, record=due)
         to_grade, keys = [], {}
         for sub in found:
             if sub.notebook is None:

@@ -344,7 +344,8 @@ def collect(submissions, assignment, release_nb, file_times=False):
         damaged = {}  # zip members that could not be unpacked, and why
         if submissions.is_file() and submissions.suffix.lower() == ".ipynb":  # one student, named after it
             root = Path(scratch)
-            shutil.copy2(submissions, root / submissions.name)  # its time too
+            shutil.copyfile(submissions, root / submissions.name)
+            os.utime(root / submissions.name, ns=(0, os.stat(submissions).st_mtime_ns))  # --file-times reads it
         elif submissions.is_file():
             if not zipfile.is_zipfile(submissions):
                 raise ValueError(f"{submissions} is neither a folder, a notebook nor a .zip file")
