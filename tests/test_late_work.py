@@ -79,8 +79,8 @@ def test_nbgraders_own_step_uses_the_policy_the_course_configures(tmp_path):
     assert (step.plugin_inst.percent, step.plugin_inst.per, step.plugin_inst.cap_percent) == (5, "hour", 50)
 
 
-@pytest.mark.parametrize("seconds, said", [(40, "40 s"), (30 * 60, "30 min"), (DAY + 3 * HOUR + 5 * 60, "1 d 3 h 5 min"),
-                                           (2 * DAY, "2 d")])
+@pytest.mark.parametrize("seconds, said", [(40, "40 s"), (30 * 60, "30 min"),
+                                           (DAY + 3 * HOUR + 5 * 60, "1 d 3 h 5 min"), (2 * DAY, "2 d")])
 def test_durations_read_as_people_write_them(seconds, said):
     assert reports.duration(seconds) == said
 
