@@ -50,3 +50,9 @@ c.GenerateFeedback.exporter_class = FeedbackHTMLExporter
 c.FeedbackPageExporter.template_name = TEMPLATE
 c.FeedbackPageExporter.template_file = TEMPLATE_FILE
 c.FeedbackPageExporter.extra_template_basedirs = TEMPLATE_DIRS
+# Late work: nbgrader's AssignLatePenalties (in the list above) asks our policy how many points a
+# late submission loses; its defaults are in autograder/settings.py, and a course may set
+# c.LatePolicy.percent, .per ("day" or "hour"), .grace_hours, .cap_percent, .zero_after_days.
+from autograder.nbgrader_ext.late_policy import LatePolicy  # noqa: E402
+
+c.AssignLatePenalties.plugin_class = LatePolicy

@@ -3,6 +3,7 @@ import argparse
 import logging
 import sys
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 from autograder import settings
@@ -16,6 +17,15 @@ def positive(kind):
             raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
         return value
     return parse
+
+
+def due_date(text):
+    """``--due``: ISO 8601 with a time zone (a date without one would mean another moment
+    on every machine); ValueError otherwise."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError("no time zone")
+    return when
 
 
 def usage_problem(args):
@@ -43,6 +53,12 @@ def usage_problem(args):
                 read_roster(args.roster)
             except RosterError as exc:
                 return str(exc)
+        if args.due is not None:
+            try:
+                due_date(args.due)
+            except ValueError:
+                return (f"--due {args.due!r} is not an ISO 8601 date and time with a time zone "
+                        "(e.g. 2025-03-01T23:59+01:00)")
     if args.command == "check" and not (Path(args.notebook).is_file() and args.notebook.endswith(".ipynb")):
         return f"no such notebook: {args.notebook}"
     return None
@@ -80,6 +96,10 @@ def main(argv=None):
     grade.add_argument("--course", default=None, help="course directory (default: this repository)")
     grade.add_argument("--roster", help="CSV file with the columns lms_id[,student_id,name]: the course's "
                                         "students and their ids in the LMS")
+    grade.add_argument("--due", help="due date, ISO 8601 with a time zone, recorded in the gradebook "
+                                     "(default: the gradebook's, if any); late work loses points")
+    grade.add_argument("--file-times", action="store_true",
+                       help="a notebook's modification time is its submission time when there is no timestamp.txt")
 
     check = commands.add_parser("check", help="run a notebook's public tests, as a student")
     check.add_argument("notebook")
@@ -114,7 +134,8 @@ def main(argv=None):
         from autograder.grading import grade as grading
         from autograder.outputs import reports
         rows = grading.run(args.submissions, args.assignment, args.out, course=course, force=args.force,
-                           lanes=lanes, roster=args.roster)
+                           lanes=lanes, roster=args.roster, due=due_date(args.due) if args.due else None,
+                           file_times=args.file_times)
         print(reports.grade_table(rows, grading.question_ids(course.master(args.assignment))))
         print(f"\nwrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'report.html'}, "
               f"{Path(args.out) / 'canvas_grades.csv'}, {Path(args.out) / 'lms_grades.csv'} "

@@ -16,3 +16,10 @@ JOBS = 0  # grading processes; 0: one per core
 HIDDEN_VISIBILITY = "after_published"  # Gradescope: when students see the hidden tests' results
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 REPORT_TOP = 10  # rows of the report's lists of the checks that failed most and the slowest submissions
+# Late work: the course's policy (nbgrader_ext/late_policy.py, which nbgrader's AssignLatePenalties
+# calls); a course changes it with c.LatePolicy.<name> in its nbgrader_config.py.
+LATE_PERCENT = 10.0  # % of the score taken off for each day (or hour) late, a period begun counting whole
+LATE_PER = "day"  # "day" or "hour"
+LATE_GRACE_HOURS = 1.0  # a submission at most this late loses nothing
+LATE_CAP_PERCENT = 50.0  # never more than this % off...
+LATE_ZERO_AFTER_DAYS = 7.0  # ...unless later than this: a score of zero (0: never)

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from autograder import graded_metadata
 from autograder import intake
 from autograder.scoring import nbcheck
-from autograder.grading import pipeline, students
+from autograder.grading import lateness, pipeline, students
 from autograder.intake.roster import read_roster
 from autograder.outputs import lms_export, reports
 from autograder.grading.course import start_warm_lanes
@@ -35,6 +35,8 @@ class StudentRow:
     seconds: float = 0.0
     messages: dict = field(default_factory=dict)  # {grade_id: [public messages]}
     failed: dict = field(default_factory=dict)  # {grade_id: [names of its checks that failed]}
+    seconds_late: float = None  # None: no due date, or no time known for the submission
+    penalty: float = 0.0  # points off for late work, already taken from ``score``
 
 
 def release_notebook(master):
@@ -43,9 +45,14 @@ def release_notebook(master):
     return nbformat.read(release if release.exists() else master, as_version=4)
 
 
-def run(submissions, assignment, out, *, course, force=False, lanes=None, roster=None, lms_grades=True):
+def run(submissions, assignment, out, *, course, force=False, lanes=None, roster=None, lms_grades=True, due=None,
+        file_times=False):
     """Grade everything in ``submissions``; write grades.csv, feedback/, report.html and the
     LMS's grade files in ``out``.
+
+    ``due``: the due date to record in the gradebook first (else the gradebook's, if any);
+    ``file_times``: a notebook's modification time is its submission time when its folder
+    holds no timestamp.txt.
 
     ``lanes``: the warm executor, if the caller started it ahead (course.start_warm_lanes,
     after ``course.hide(submissions, out)``). ``roster``: a roster CSV file (intake/roster.py).
@@ -64,33 +71,47 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None, roster
     graders = pipeline.Graders(course, assignment, feedback=True, lanes=lanes) if lanes else None
     try:
         found = intake.collect(submissions, assignment, release_notebook(master),
-                               roster=read_roster(roster) if roster else None)
+                               roster=read_roster(roster) if roster else None, file_times=file_times)
         if not found:
             raise SystemExit(f"error: no submissions found in {submissions}")
-        to_grade = []
+        gradable = any(sub.notebook is not None for sub in found)
+        if gradable:
+            course.work.mkdir(parents=True, exist_ok=True)  # the default gradebook's folder
+            due = lateness.due_date(course, assignment, record=due)
+        to_grade, keys = [], {}
         for sub in found:
             if sub.notebook is None:
                 continue
             folder = course.submitted_dir(assignment, sub.student_id)
             state = course.autograded_dir(assignment, sub.student_id) / STATE_FILE
-            if not force and state.exists() and json.loads(state.read_text()).get("sha256") == sub.sha256:
+            # A new due date or submission time changes the penalty: grade again.
+            keys[sub.student_id] = {"sha256": sub.sha256, "submitted_at": _iso(sub.submitted_at), "due": _iso(due)}
+            if not force and state.exists() and _unchanged(json.loads(state.read_text()), keys[sub.student_id]):
                 continue  # graded before, unchanged
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
             # Read back only by nbgrader: compact JSON, cheaper to write than nbformat.write's
             # (which checks it again and indents it with the slow, pure-Python encoder).
             (folder / master.name).write_text(json.dumps(sub.notebook, ensure_ascii=False), encoding="utf-8")
+            if sub.submitted_at is not None:
+                lateness.write_timestamp(folder, sub.submitted_at)
             to_grade.append(sub)
+        if gradable:
+            lateness.forget_times(course, assignment, [s.student_id for s in to_grade if s.submitted_at is None])
         log.info("%d submissions found, %d to grade (the others are unchanged or ungradable)",
                  len(found), len(to_grade))
-        outcomes = _autograde(course, assignment, to_grade, graders)
+        outcomes = _autograde(course, assignment, to_grade, graders, keys)
         # Grades are final: the grading processes may still be writing feedback pages,
         # while this one writes the grade table and the report.
         # With no notebook to read there may be no gradebook either.
-        scores = pipeline.gradebook_scores(course, assignment) if any(s.notebook for s in found) else {}
+        scores = pipeline.gradebook_scores(course, assignment) if gradable else {}
+        late = lateness.lateness(course, assignment) if gradable and due is not None else {}
         rows = [_row(course, assignment, master, master_nb, sub, outcomes.get(sub.student_id),
                      scores.get(sub.student_id, {}))
                 for sub in found]
+        for sub, row in zip(found, rows):
+            if due is not None and sub.notebook is not None and not row.status.startswith("grading failed"):
+                _late_work(row, sub, late.get(sub.student_id))
         reports.write_grades_csv(out / "grades.csv", rows, question_ids(master_nb))
         reports.write_report(out / "report.html", rows, question_ids(master_nb), assignment,
                              points=question_points(master_nb))
@@ -120,7 +141,32 @@ def _copy_feedback_pages(course, assignment, master, found, rows, folder):
             reports.write_plain_feedback(page, row, master.name)
 
 
-def _autograde(course, assignment, subs, graders):
+def _iso(when):
+    return when.isoformat() if when is not None else None
+
+
+def _unchanged(state, key):
+    return all(state.get(name) == value for name, value in key.items())
+
+
+def _late_work(row, sub, late):
+    """The penalty nbgrader gave a late submission, taken from its score, and a note saying
+    how late it was (or that no one knows)."""
+    if late is None or late.submitted_at is None:
+        row.notes.append("no submission time known: not checked against the due date")
+        return
+    row.seconds_late = late.seconds_late
+    if not late.seconds_late:
+        return
+    row.penalty = min(late.penalty, row.score)
+    row.score -= row.penalty
+    source = f", {sub.time_source}" if sub.time_source else ""
+    row.notes.append(f"handed in {reports.duration(late.seconds_late)} late ({late.submitted_at:%Y-%m-%d %H:%M} "
+                     f"UTC{source}; due {late.due:%Y-%m-%d %H:%M} UTC): "
+                     + (f"{row.penalty:g} points off for late work" if row.penalty else "no points off"))
+
+
+def _autograde(course, assignment, subs, graders, keys):
     if not subs:
         return {}
     interactive = sys.stderr.isatty()
@@ -135,8 +181,7 @@ def _autograde(course, assignment, subs, graders):
             log.info("graded %s (%d/%d)%s", student, len(finished), len(subs), "" if result["success"] else ": FAILED")
         if result["success"]:
             state = course.autograded_dir(assignment, student) / STATE_FILE
-            sha = next(s.sha256 for s in subs if s.student_id == student)
-            state.write_text(json.dumps({"sha256": sha, "seconds": round(result["seconds"], 4)}))
+            state.write_text(json.dumps({**keys[student], "seconds": round(result["seconds"], 4)}))
 
     try:
         return pipeline.autograde(course, assignment, [s.student_id for s in subs], progress, feedback=True,

@@ -20,11 +20,13 @@ import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
 from nbgrader import utils
 
+from autograder.intake import timestamps
 from autograder.intake.lms import lms_files
 
 MAX_NOTEBOOK_BYTES = 50 * 2**20
@@ -51,6 +53,10 @@ class Submission:
     name: str = ""  # from the roster, else as the LMS wrote it
     late: bool = False  # the LMS marked the graded file late (Canvas)
     file_time: float = None  # the graded file's modification time (in a zip, its member's date)
+    # When it was handed in (timezone-aware; None: not known) and where that came from; an
+    # intake that knows better (an LMS's own record) sets these.
+    submitted_at: datetime = None
+    time_source: str = ""
 
 
 NOT_ON_ROSTER = "not on roster"
@@ -135,6 +141,9 @@ def _extract(zip_path, into):
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
+            if target.name == timestamps.NAME and info.file_size <= timestamps.MAX_BYTES:
+                _unpack(archive, info, target)  # unreadable: empty, and noted as such
+                continue
             if target.suffix.lower() != ".ipynb":
                 target.touch()
                 continue
@@ -361,11 +370,12 @@ def compare_with_release(nb, release):
     return notes
 
 
-def collect(submissions, assignment, release_nb, roster=None):
+def collect(submissions, assignment, release_nb, roster=None, file_times=False):
     """All students found in ``submissions`` (a folder or a .zip), each with a notebook or a
-    status. ``roster``, {LMS id (for an LMS's download) or student id: roster.Student}: who
-    is in the course; a submission of someone else is not graded, and a student on it
-    without one is listed as such."""
+    status, and the time it was handed in if known (``file_times``: the notebook's
+    modification time when its folder holds no timestamp.txt). ``roster``, {LMS id (for an
+    LMS's download) or student id: roster.Student}: who is in the course; a submission of
+    someone else is not graded, and a student on it without one is listed as such."""
     submissions = Path(submissions)
     if not submissions.exists():
         raise FileNotFoundError(f"no such file or folder: {submissions}")
@@ -374,6 +384,7 @@ def collect(submissions, assignment, release_nb, roster=None):
         if submissions.is_file() and submissions.suffix.lower() == ".ipynb":  # one student, named after it
             root = Path(scratch)
             shutil.copyfile(submissions, root / submissions.name)
+            os.utime(root / submissions.name, ns=(0, os.stat(submissions).st_mtime_ns))  # --file-times reads it
         elif submissions.is_file():
             if not zipfile.is_zipfile(submissions):
                 raise ValueError(f"{submissions} is neither a folder, a notebook nor a .zip file")
@@ -393,7 +404,7 @@ def collect(submissions, assignment, release_nb, roster=None):
                 subs.append(_not_on_roster(key, candidate, by_lms_id))
                 continue
             student = entry.student_id if entry else student_id_from(key)
-            sub = _one_student(student, candidate, root, assignment, release_nb, wanted, damaged)
+            sub = _one_student(student, candidate, root, assignment, release_nb, wanted, damaged, file_times)
             sub.name = entry.name if entry and entry.name else candidate.lms.name if candidate.lms else ""
             sub.lms_id = key if by_lms_id else ""
             subs.append(sub)
@@ -418,7 +429,7 @@ def _read(path, damaged):
     return path, *parse_notebook(data), hashlib.sha256(data).hexdigest()
 
 
-def _one_student(student, candidate, root, assignment, release_nb, wanted, damaged):
+def _one_student(student, candidate, root, assignment, release_nb, wanted, damaged, file_times):
     paths = candidate.paths
     sub = Submission(student, late=bool(candidate.lms and candidate.lms.late))
     if not paths:
@@ -446,6 +457,9 @@ def _one_student(student, candidate, root, assignment, release_nb, wanted, damag
     path, nb, notes, status, sub.sha256 = pool[0]
     sub.path = str(Path(path).relative_to(root))
     sub.file_time = Path(path).stat().st_mtime
+    sub.notes.extend(notes)
+    own_folder = root / Path(sub.path).parts[0] if len(Path(sub.path).parts) > 1 else None
+    sub.submitted_at, sub.time_source, notes = timestamps.submission_time(Path(path), own_folder, file_times)
     sub.notes.extend(notes)
     if status:
         sub.status = status

@@ -14,11 +14,29 @@ from autograder.outputs import check_summary
 def write_grades_csv(path, rows, question_ids):
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["student_id", "assignment", *question_ids, "score", "max_score", "status", "notes"])
+        # score is after the late penalty: the questions' points add up to score + penalty.
+        writer.writerow(["student_id", "assignment", *question_ids, "late_by", "penalty", "score", "max_score",
+                         "status", "notes"])
         for row in rows:
             writer.writerow([row.student_id, row.assignment,
                              *[_points(row.questions.get(q, 0.0)) for q in question_ids],
+                             _late_by(row), _points(row.penalty),
                              _points(row.score), _points(row.max_score), row.status, " | ".join(row.notes)])
+
+
+def _late_by(row):
+    """Empty when it is not known (or there is no due date), 0 when on time."""
+    return "" if row.seconds_late is None else duration(row.seconds_late) if row.seconds_late else "0"
+
+
+def duration(seconds):
+    """A time span as people write it: '1 d 3 h 5 min', '40 s'."""
+    minutes, rest = divmod(int(seconds), 60)
+    if not minutes:
+        return f"{rest} s"
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return " ".join(f"{n} {unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "min")) if n)
 
 
 def _points(value):
