@@ -228,7 +228,7 @@ def test_the_feedback_page_says_it(runs):
     late = kit.visible_text(first.feedback_path("late").read_text())
     assert "handed in 1 d 3 h late" in late and "1.2 points off for late work" in late
     assert "Late submission penalty (Score: -1.2)" in late  # nbgrader's own line, from its gradebook
-    assert "(Score: 4.8 / 8.0)" in late
+    assert "(Score: 4.8 / 6.0)" in late  # the written answer awaits grading: out of the total for now
     assert "no submission time known" in kit.visible_text(first.feedback_path("notime").read_text())
 
 
