@@ -68,6 +68,9 @@ def main(argv=None):
     grade.add_argument("--jobs", type=int, default=settings.JOBS, help="parallel executors (default: one per core)")
     grade.add_argument("--executor", choices=["fork", "kernel"], default="fork",
                        help="fork: warm sandboxed processes (default); kernel: a Jupyter kernel per notebook")
+    grade.add_argument("--similarity-threshold", type=positive(float), default=settings.SIMILARITY_THRESHOLD,
+                       help="share of two answers that must match for similarity.html to list them "
+                            f"(default {settings.SIMILARITY_THRESHOLD:g})")
     grade.add_argument("--force", action="store_true", help="grade again even unchanged submissions")
     grade.add_argument("--course", default=None, help="course directory (default: this repository)")
 
@@ -87,6 +90,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "grade" and args.jobs < 0:
         parser.exit(2, f"error: --jobs must be 0 (one per core) or more, not {args.jobs}\n")
+    if args.command == "grade" and args.similarity_threshold > 1:
+        parser.exit(2, f"error: --similarity-threshold is a share, at most 1, not {args.similarity_threshold:g}\n")
     problem = usage_problem(args)
     if problem:
         parser.exit(2, f"error: {problem}\n")
@@ -104,7 +109,7 @@ def main(argv=None):
         from autograder.grading import grade as grading
         from autograder.outputs import reports
         rows = grading.run(args.submissions, args.assignment, args.out, course=course, force=args.force,
-                           lanes=lanes)
+                           lanes=lanes, similarity_threshold=args.similarity_threshold)
         print(reports.grade_table(rows, grading.question_ids(course.master(args.assignment))))
         print(f"\nwrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'report.html'} "
               f"and {len(rows)} feedback pages in {Path(args.out) / 'feedback'}")

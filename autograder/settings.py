@@ -15,3 +15,12 @@ CPUS = 1.0  # processor cores a submission's processes may keep busy together (c
 JOBS = 0  # grading processes; 0: one per core
 HIDDEN_VISIBILITY = "after_published"  # Gradescope: when students see the hidden tests' results
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
+# Similar answers (similarity.html): the share of two answers that must match for the pair
+# to be listed; the length of a fingerprint, in characters of code with names, comments and
+# spacing removed (about a statement); the shortest answer compared (shorter, as a one-line
+# `return sum(...)`, copying cannot be told from coincidence); a passage in more answers
+# than this is what many students write on their own, not a sign of copying.
+SIMILARITY_THRESHOLD = 0.75
+SIMILARITY_KGRAM = 20
+SIMILARITY_MIN_CHARS = 30
+SIMILARITY_MAX_SHARED = 10

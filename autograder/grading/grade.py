@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from autograder import graded_metadata
 from autograder import intake
+from autograder import settings
 from autograder.scoring import nbcheck
 from autograder.grading import pipeline
 from autograder.outputs import reports
@@ -41,8 +42,10 @@ def release_notebook(master):
     return nbformat.read(release if release.exists() else master, as_version=4)
 
 
-def run(submissions, assignment, out, *, course, force=False, lanes=None):
-    """Grade everything in ``submissions``; write grades.csv, feedback/ and report.html in ``out``.
+def run(submissions, assignment, out, *, course, force=False, lanes=None,
+        similarity_threshold=settings.SIMILARITY_THRESHOLD):
+    """Grade everything in ``submissions``; write grades.csv, feedback/, report.html and
+    similarity.html in ``out``.
 
     ``lanes``: the warm executor, if the caller started it ahead (course.start_warm_lanes,
     after ``course.hide(submissions, out)``)."""
@@ -58,7 +61,8 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None):
     # nothing changed: it reads first and starts them only if needed.
     graders = pipeline.Graders(course, assignment, feedback=True, lanes=lanes) if lanes else None
     try:
-        found = intake.collect(submissions, assignment, release_notebook(master))
+        release_nb = release_notebook(master)
+        found = intake.collect(submissions, assignment, release_nb)
         if not found:
             raise SystemExit(f"error: no submissions found in {submissions}")
         to_grade = []
@@ -87,6 +91,11 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None):
                 for sub in found]
         reports.write_grades_csv(out / "grades.csv", rows, question_ids(master_nb))
         reports.write_report(out / "report.html", rows, question_ids(master_nb), assignment)
+        # Imported here, while the grading processes write feedback pages: copydetect loads
+        # matplotlib, which they need not inherit.
+        from autograder.outputs import similarity
+        similarity.write(out / "similarity.html", {s.student_id: s.notebook for s in found if s.notebook is not None},
+                         release_nb, assignment, similarity_threshold)
     finally:
         if graders is not None:
             graders.close()

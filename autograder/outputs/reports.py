@@ -80,6 +80,7 @@ def write_report(path, rows, question_ids, assignment):
              "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}"
              f"{CHART_STYLE}</style>",
              f"<h1>Grading report: {esc(assignment)}</h1><p>{esc(summary)}</p>",
+             "<p><a href='similarity.html'>Similar answers</a>: pairs of students whose answers look copied</p>",
              _charts(rows, question_ids),
              "<h2>Submissions that were not simply graded</h2>"]
     if unusual:
