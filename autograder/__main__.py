@@ -92,6 +92,9 @@ def main(argv=None):
     grade.add_argument("--jobs", type=int, default=settings.JOBS, help="parallel executors (default: one per core)")
     grade.add_argument("--executor", choices=["fork", "kernel"], default="fork",
                        help="fork: warm sandboxed processes (default); kernel: a Jupyter kernel per notebook")
+    grade.add_argument("--similarity-threshold", type=positive(float), default=settings.SIMILARITY_THRESHOLD,
+                       help="share of two answers that must match for similarity.html to list them "
+                            f"(default {settings.SIMILARITY_THRESHOLD:g})")
     grade.add_argument("--force", action="store_true", help="grade again even unchanged submissions")
     grade.add_argument("--course", default=None, help="course directory (default: this repository)")
     grade.add_argument("--roster", help="CSV file with the columns lms_id[,student_id,name]: the course's "
@@ -117,6 +120,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "grade" and args.jobs < 0:
         parser.exit(2, f"error: --jobs must be 0 (one per core) or more, not {args.jobs}\n")
+    if args.command == "grade" and args.similarity_threshold > 1:
+        parser.exit(2, f"error: --similarity-threshold is a share, at most 1, not {args.similarity_threshold:g}\n")
     problem = usage_problem(args)
     if problem:
         parser.exit(2, f"error: {problem}\n")
@@ -135,7 +140,7 @@ def main(argv=None):
         from autograder.outputs import reports
         rows = grading.run(args.submissions, args.assignment, args.out, course=course, force=args.force,
                            lanes=lanes, roster=args.roster, due=due_date(args.due) if args.due else None,
-                           file_times=args.file_times)
+                           file_times=args.file_times, similarity_threshold=args.similarity_threshold)
         print(reports.grade_table(rows, grading.question_ids(course.master(args.assignment))))
         print(f"\nwrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'report.html'}, "
               f"{Path(args.out) / 'canvas_grades.csv'}, {Path(args.out) / 'lms_grades.csv'} "

@@ -23,3 +23,12 @@ LATE_PER = "day"  # "day" or "hour"
 LATE_GRACE_HOURS = 1.0  # a submission at most this late loses nothing
 LATE_CAP_PERCENT = 50.0  # never more than this % off...
 LATE_ZERO_AFTER_DAYS = 7.0  # ...unless later than this: a score of zero (0: never)
+# Similar answers (similarity.html): the share of two answers that must match for the pair
+# to be listed; the length of a fingerprint, in characters of code with names, comments and
+# spacing removed (about a statement); the shortest answer compared (shorter, as a one-line
+# `return sum(...)`, copying cannot be told from coincidence); a passage in more answers
+# than this is what many students write on their own, not a sign of copying.
+SIMILARITY_THRESHOLD = 0.75
+SIMILARITY_KGRAM = 20
+SIMILARITY_MIN_CHARS = 30
+SIMILARITY_MAX_SHARED = 10

@@ -41,6 +41,8 @@ MISTAKES = {
                                  "2025-03-01T23:59"], "not an ISO 8601 date and time with a time zone"),
     "due not a date": (["grade", EXAMPLES, "--assignment", "param_access", "--out", "{tmp}/out", "--due", "friday"],
                        "--due 'friday' is not an ISO 8601"),
+    "similarity threshold above 1": (["grade", EXAMPLES, "--assignment", "param_access", "--out", "{tmp}/out",
+                                      "--similarity-threshold", "75"], "is a share, at most 1"),
     "check a missing notebook": (["check", "{tmp}/missing.ipynb"], "no such notebook"),
     "gradescope of a missing assignment": (["gradescope", "--assignment", "nosuch", "-o", "{tmp}/out/a.zip"],
                                            "no assignment 'nosuch'"),

@@ -233,7 +233,7 @@ def test_displaying_the_captured_source_as_html_shows_only_its_public_lines(grad
 
 
 def test_the_reports_on_all_students_hold_no_hidden_line(graded):
-    for name in ("grades.csv", "report.html"):
+    for name in ("grades.csv", "report.html", "similarity.html"):
         text = (graded.out / name).read_text()
         assert not leaked(text), f"hidden test code in {name}: {leaked(text)}"
     assert MARKER in (graded.out / "grades.csv").read_text()  # the attackers' notes quote the cells' source

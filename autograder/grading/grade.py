@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from autograder import graded_metadata
 from autograder import intake
+from autograder import settings
 from autograder.scoring import nbcheck
 from autograder.grading import lateness, pipeline, students
 from autograder.intake.roster import read_roster
@@ -46,9 +47,9 @@ def release_notebook(master):
 
 
 def run(submissions, assignment, out, *, course, force=False, lanes=None, roster=None, lms_grades=True, due=None,
-        file_times=False):
-    """Grade everything in ``submissions``; write grades.csv, feedback/, report.html and the
-    LMS's grade files in ``out``.
+        file_times=False, similarity_threshold=settings.SIMILARITY_THRESHOLD):
+    """Grade everything in ``submissions``; write grades.csv, feedback/, report.html,
+    similarity.html and the LMS's grade files in ``out``.
 
     ``due``: the due date to record in the gradebook first (else the gradebook's, if any);
     ``file_times``: a notebook's modification time is its submission time when its folder
@@ -70,7 +71,8 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None, roster
     # nothing changed: it reads first and starts them only if needed.
     graders = pipeline.Graders(course, assignment, feedback=True, lanes=lanes) if lanes else None
     try:
-        found = intake.collect(submissions, assignment, release_notebook(master),
+        release_nb = release_notebook(master)
+        found = intake.collect(submissions, assignment, release_nb,
                                roster=read_roster(roster) if roster else None, file_times=file_times)
         if not found:
             raise SystemExit(f"error: no submissions found in {submissions}")
@@ -120,6 +122,11 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None, roster
         students.record(course, enrolled)
         if lms_grades:
             lms_export.write(course.config(), course.db_url, assignment, [s.student_id for s in enrolled], out)
+        # Imported here, while the grading processes write feedback pages: copydetect loads
+        # matplotlib, which they need not inherit.
+        from autograder.outputs import similarity
+        similarity.write(out / "similarity.html", {s.student_id: s.notebook for s in found if s.notebook is not None},
+                         release_nb, assignment, similarity_threshold)
     finally:
         if graders is not None:
             graders.close()

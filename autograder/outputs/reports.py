@@ -141,6 +141,7 @@ def write_report(path, rows, question_ids, assignment, *, points=None):
     parts = [f"<!doctype html><meta charset='utf-8'><title>Grading report: {esc(assignment)}</title>",
              f"<style>{PAGE_STYLE}{CHART_STYLE}</style>",
              f"<h1>Grading report: {esc(assignment)}</h1><p>{esc(summary)}</p>",
+             "<p><a href='similarity.html'>Similar answers</a>: pairs of students whose answers look copied</p>",
              _charts(rows, question_ids, points),
              "<h2>Checks that failed most</h2>"]
     failed = check_summary.most_failed(rows, settings.REPORT_TOP)
