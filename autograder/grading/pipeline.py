@@ -131,14 +131,9 @@ class Graders:
         writing the feedback: ``close`` waits for that."""
         try:
             ensure_assignment(self.course, self.assignment, students)
-            for student in students:
-                self.tasks.put(student)
-            if self.feedback:
-                dealer = FeedbackDealer(self.tasks, len(self.workers), len(students))
-                progress = dealer.watching(progress)
-            results = _collect(self.done, students, progress, self.workers)
-            if self.feedback:
-                self.feedback_pending = dealer.dealt
+            dealer = Dealer(self.tasks, len(self.workers), students, self.feedback)
+            results = _collect(self.done, students, dealer.watching(progress), self.workers)
+            self.feedback_pending = dealer.dealt
             return results
         except BaseException:
             self.close()
@@ -165,19 +160,25 @@ class Graders:
         self.close()
 
 
-class FeedbackDealer:
-    """Deals the feedback pages out to grading processes that have no student left to grade.
-
-    The students come first in the task queue, so a process takes a share of pages only
-    once none is waiting to be graded: while one sits out a slow submission (a time-out),
-    the others write the pages of those already graded. Small shares keep the processes
-    evenly loaded at the end."""
+class Dealer:
+    """Hands the grading processes their tasks through the queue they share: the students a
+    few at a time, and, with ``feedback``, the pages of those graded in shares between them,
+    so that pages are written as grading goes and not all left for the end. A process with
+    no student left to grade (while another sits out a slow submission) takes pages too;
+    once fewer students are left than processes, every page ready is dealt out."""
 
     SHARE = 8  # pages a task: enough to pay for nbgrader's start of a feedback run
 
-    def __init__(self, tasks, workers, students):
-        self.tasks, self.workers, self.left = tasks, workers, students
+    def __init__(self, tasks, workers, students, feedback):
+        self.tasks, self.workers, self.feedback = tasks, workers, feedback
+        self.waiting, self.left = list(students), len(students)
         self.ready, self.dealt = [], 0
+        for _ in range(2 * workers):  # one to grade and one to take next, for each process
+            self._hand_out()
+
+    def _hand_out(self):
+        if self.waiting:
+            self.tasks.put(self.waiting.pop(0))
 
     def watching(self, progress):
         """``progress`` for _collect, that also deals."""
@@ -189,17 +190,25 @@ class FeedbackDealer:
 
     def graded(self, student, success):
         self.left -= 1
+        self._hand_out()
+        if not self.feedback:
+            return
         if success:
             self.ready.append(student)
         if self.left < self.workers:  # a process is idle, or will be when this is dealt
-            self.deal()
+            self.deal(min(self.SHARE, -(-len(self.ready) // self.workers)))
+        elif len(self.ready) >= self.SHARE:
+            self.deal(self.SHARE)
 
-    def deal(self):
-        size = min(self.SHARE, -(-len(self.ready) // self.workers))
-        while self.ready:
+    def deal(self, size):
+        while len(self.ready) >= size > 0:
             share, self.ready = self.ready[:size], self.ready[size:]
             self.tasks.put(("feedback", share))
             self.dealt += len(share)
+        if self.left < self.workers and self.ready:  # what is left, when it must all go now
+            self.tasks.put(("feedback", self.ready))
+            self.dealt += len(self.ready)
+            self.ready = []
 
 
 def _collect(done, students, progress, workers):
@@ -268,8 +277,11 @@ def _write_feedback(api, course, assignment, students):
     # Every other student is left out, those still being graded (in submitted/ only) too.
     others = {p.name for folder in ("submitted", "autograded") if (course.work / folder).is_dir()
               for p in (course.work / folder).iterdir() if p.is_dir()} - set(students)
-    api.coursedir.student_id_exclude = ",".join(sorted(others))
-    api.generate_feedback(assignment)
+    kept, api.coursedir.student_id_exclude = api.coursedir.student_id_exclude, ",".join(sorted(others))
+    try:
+        api.generate_feedback(assignment)
+    finally:  # the process grades others next, which its autograde must not exclude
+        api.coursedir.student_id_exclude = kept
 
 
 @dataclass
