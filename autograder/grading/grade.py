@@ -3,6 +3,7 @@ import json
 import logging
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,6 +103,9 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None, roster
             lateness.forget_times(course, assignment, [s.student_id for s in to_grade if s.submitted_at is None])
         log.info("%d submissions found, %d to grade (the others are unchanged or ungradable)",
                  len(found), len(to_grade))
+        # What the students wrote is compared while they are graded (this process only waits
+        # then); not before the grading processes are forked, which would inherit the thread.
+        compared = _similarity_report(out, found, release_nb, assignment, similarity_threshold) if graders else None
         outcomes = _autograde(course, assignment, to_grade, graders, keys)
         # Grades are final: the grading processes may still be writing feedback pages,
         # while this one writes the grade table and the report.
@@ -122,16 +126,26 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None, roster
         students.record(course, enrolled)
         if lms_grades:
             lms_export.write(course.config(), course.db_url, assignment, [s.student_id for s in enrolled], out)
-        # Imported here, while the grading processes write feedback pages: copydetect loads
-        # matplotlib, which they need not inherit.
-        from autograder.outputs import similarity
-        similarity.write(out / "similarity.html", {s.student_id: s.notebook for s in found if s.notebook is not None},
-                         release_nb, assignment, similarity_threshold)
+        (compared or _similarity_report(out, found, release_nb, assignment, similarity_threshold)).result()
     finally:
         if graders is not None:
             graders.close()
     _copy_feedback_pages(course, assignment, master, found, rows, out / "feedback")
     return rows
+
+
+def _similarity_report(out, found, release_nb, assignment, threshold):
+    """Write similarity.html in a thread of this process; its future."""
+    def write():
+        # copydetect loads matplotlib, which the grading processes need not inherit.
+        from autograder.outputs import similarity
+        similarity.write(out / "similarity.html", {s.student_id: s.notebook for s in found if s.notebook is not None},
+                         release_nb, assignment, threshold)
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="similarity")
+    future = pool.submit(write)
+    pool.shutdown(wait=False)  # the thread ends with its one task
+    return future
 
 
 def _copy_feedback_pages(course, assignment, master, found, rows, folder):
