@@ -1,6 +1,7 @@
 """Command line: ``python -m autograder {grade,check,gradescope} ...``; it only wires the stages."""
 import argparse
 import logging
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -16,6 +17,9 @@ def positive(kind):
             raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
         return value
     return parse
+
+
+SETTING = re.compile(r"[A-Za-z_]\w*\.[A-Za-z_]\w*=.*", re.S)  # --set: a trait of a configurable class
 
 
 def usage_problem(args):
@@ -37,6 +41,9 @@ def usage_problem(args):
             return f"{submissions} is neither a folder, a notebook nor a .zip file"
         if Path(args.out).exists() and not Path(args.out).is_dir():
             return f"--out {args.out} is a file, not a folder"
+        for setting in args.set:
+            if not SETTING.fullmatch(setting):
+                return f"--set {setting}: write it as CLASS.TRAIT=VALUE, e.g. JudgeChecks.partial_credit=False"
     if args.command == "check" and not (Path(args.notebook).is_file() and args.notebook.endswith(".ipynb")):
         return f"no such notebook: {args.notebook}"
     return None
@@ -70,6 +77,9 @@ def main(argv=None):
                        help="fork: warm sandboxed processes (default); kernel: a Jupyter kernel per notebook")
     grade.add_argument("--force", action="store_true", help="grade again even unchanged submissions")
     grade.add_argument("--course", default=None, help="course directory (default: this repository)")
+    grade.add_argument("--set", action="append", default=[], metavar="CLASS.TRAIT=VALUE",
+                       help="a setting of nbgrader_config.py for this run only, e.g. "
+                            "JudgeChecks.partial_credit=False (repeatable)")
 
     check = commands.add_parser("check", help="run a notebook's public tests, as a student")
     check.add_argument("notebook")
@@ -97,7 +107,7 @@ def main(argv=None):
     if args.command == "grade":
         from autograder.grading.course import REPO_ROOT, Course, start_warm_lanes
         course = Course(root=args.course or REPO_ROOT, work=args.work, db_url=args.db, timeout=args.timeout,
-                        memory_mb=args.memory, jobs=args.jobs, executor=args.executor)
+                        memory_mb=args.memory, jobs=args.jobs, executor=args.executor, overrides=args.set)
         course.hide(args.submissions, args.out)
         # The warm executor imports torch while this process imports nbgrader below.
         lanes = start_warm_lanes(course, args.assignment, args.force)

@@ -15,3 +15,4 @@ CPUS = 1.0  # processor cores a submission's processes may keep busy together (c
 JOBS = 0  # grading processes; 0: one per core
 HIDDEN_VISIBILITY = "after_published"  # Gradescope: when students see the hidden tests' results
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
+PARTIAL_CREDIT = True  # a test cell's points are shared among its checks (c.JudgeChecks.partial_credit)

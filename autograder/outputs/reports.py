@@ -18,7 +18,8 @@ def write_grades_csv(path, rows, question_ids):
 
 
 def _points(value):
-    return value if isinstance(value, str) else f"{value:g}"
+    """Points as shown: at most two decimals (a share of 2 points among 9 checks is 0.22)."""
+    return value if isinstance(value, str) else f"{round(value, 2):g}"
 
 
 def grade_table(rows, question_ids):
@@ -72,7 +73,7 @@ def write_report(path, rows, question_ids, assignment):
     esc = html.escape
     scores = [r.score for r in rows]
     summary = (f"{len(rows)} submissions; mean {statistics.mean(scores):.2f}, median "
-               f"{statistics.median(scores):g} out of {rows[0].max_score:g}") if rows else "no submissions"
+               f"{_points(statistics.median(scores))} out of {rows[0].max_score:g}") if rows else "no submissions"
     slow = sorted((r for r in rows if r.seconds), key=lambda r: r.seconds, reverse=True)[:10]
     unusual = [r for r in rows if r.status != "graded"]
     parts = [f"<!doctype html><meta charset='utf-8'><title>Grading report: {esc(assignment)}</title>",
