@@ -33,6 +33,8 @@ MISTAKES = {
                      "must be above 0"),
     "negative jobs": (["grade", EXAMPLES, "--assignment", "param_access", "--out", "{tmp}/out", "--jobs", "-1"],
                       "--jobs must be 0"),
+    "setting without a class": (["grade", EXAMPLES, "--assignment", "param_access", "--out", "{tmp}/out",
+                                 "--set", "partial_credit=False"], "write it as CLASS.TRAIT=VALUE"),
     "check a missing notebook": (["check", "{tmp}/missing.ipynb"], "no such notebook"),
     "gradescope of a missing assignment": (["gradescope", "--assignment", "nosuch", "-o", "{tmp}/out/a.zip"],
                                            "no assignment 'nosuch'"),
