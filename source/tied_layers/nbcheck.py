@@ -249,7 +249,7 @@ class CellVerdict:
     failed: list = field(default_factory=list)  # names of failed checks (hidden ones included)
     public_messages: list = field(default_factory=list)
     score: float = None  # the cell's points earned, when it was judged with its points
-    checks: list = field(default_factory=list)  # CheckPoints of each check, then
+    checks: list = field(default_factory=list)  # CheckPoints of each check, with the score
 
 
 class TestCellError(ValueError):
