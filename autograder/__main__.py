@@ -1,6 +1,7 @@
 """Command line: ``python -m autograder {grade,check,gradescope} ...``; it only wires the stages."""
 import argparse
 import logging
+import re
 import sys
 import zipfile
 from datetime import datetime
@@ -17,6 +18,9 @@ def positive(kind):
             raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
         return value
     return parse
+
+
+SETTING = re.compile(r"[A-Za-z_]\w*\.[A-Za-z_]\w*=.*", re.S)  # --set: a trait of a configurable class
 
 
 def due_date(text):
@@ -59,6 +63,9 @@ def usage_problem(args):
             except ValueError:
                 return (f"--due {args.due!r} is not an ISO 8601 date and time with a time zone "
                         "(e.g. 2025-03-01T23:59+01:00)")
+        for setting in args.set:
+            if not SETTING.fullmatch(setting):
+                return f"--set {setting}: write it as CLASS.TRAIT=VALUE, e.g. JudgeChecks.partial_credit=False"
     if args.command == "check" and not (Path(args.notebook).is_file() and args.notebook.endswith(".ipynb")):
         return f"no such notebook: {args.notebook}"
     return None
@@ -103,6 +110,9 @@ def main(argv=None):
                                      "(default: the gradebook's, if any); late work loses points")
     grade.add_argument("--file-times", action="store_true",
                        help="a notebook's modification time is its submission time when there is no timestamp.txt")
+    grade.add_argument("--set", action="append", default=[], metavar="CLASS.TRAIT=VALUE",
+                       help="a setting of nbgrader_config.py for this run only, e.g. "
+                            "JudgeChecks.partial_credit=False (repeatable)")
 
     check = commands.add_parser("check", help="run a notebook's public tests, as a student")
     check.add_argument("notebook")
@@ -132,7 +142,7 @@ def main(argv=None):
     if args.command == "grade":
         from autograder.grading.course import REPO_ROOT, Course, start_warm_lanes
         course = Course(root=args.course or REPO_ROOT, work=args.work, db_url=args.db, timeout=args.timeout,
-                        memory_mb=args.memory, jobs=args.jobs, executor=args.executor)
+                        memory_mb=args.memory, jobs=args.jobs, executor=args.executor, overrides=args.set)
         course.hide(args.submissions, args.out)
         # The warm executor imports torch while this process imports nbgrader below.
         lanes = start_warm_lanes(course, args.assignment, args.force)

@@ -3,7 +3,8 @@ module that writes and reads it. ``SCHEMA`` says its shape; a test validates gra
 notebooks against it.
 
 The notebook's entry says how the run went (notes, seconds, executor, tampering found);
-each code cell's, how the cell ran (status, seconds) and, for a test cell, its verdict.
+each code cell's, how the cell ran (status, seconds) and, for a test cell, its verdict
+(with the points it earned, and each check's earned part of its share).
 A test cell's observations stay there only between execution and judging.
 """
 import json
@@ -15,6 +16,7 @@ STATUSES = ("ok", "error", "timeout", "memory", "crashed", "not run")
 EXECUTORS = ("fork", "kernel")
 
 _TEXTS = {"type": "array", "items": {"type": "string"}}
+_POINTS = {"type": "number", "minimum": 0}
 SCHEMA = {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "definitions": {
@@ -25,6 +27,13 @@ SCHEMA = {
             "required": ["notes", "seconds", "executor", "tampering"],
             "additionalProperties": False,
         },
+        "check": {  # one check's part of its cell's points: earned of its share
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "passed": {"type": "boolean"}, "earned": _POINTS,
+                           "share": _POINTS},
+            "required": ["name", "passed", "earned", "share"],
+            "additionalProperties": False,
+        },
         "cell": {
             "type": "object",
             "properties": {
@@ -33,8 +42,11 @@ SCHEMA = {
                 "observations": {"type": "object", "additionalProperties": {"type": "array", "minItems": 2,
                                                                              "maxItems": 2}},
                 "verdict": {"type": "object",
-                            "properties": {"passed": {"type": "boolean"}, "failed": _TEXTS, "messages": _TEXTS},
-                            "required": ["passed", "failed", "messages"], "additionalProperties": False},
+                            "properties": {"passed": {"type": "boolean"}, "failed": _TEXTS, "messages": _TEXTS,
+                                           "score": _POINTS,
+                                           "checks": {"type": "array", "items": {"$ref": "#/definitions/check"}}},
+                            "required": ["passed", "failed", "messages", "score", "checks"],
+                            "additionalProperties": False},
             },
             "required": ["status", "seconds"],
             "additionalProperties": False,
@@ -65,7 +77,9 @@ def take_observations(cell):
 
 def write_verdict(cell, verdict):
     cell.metadata.setdefault(KEY, {"status": "ok", "seconds": 0.0})["verdict"] = {
-        "passed": verdict.passed, "failed": verdict.failed, "messages": verdict.public_messages}
+        "passed": verdict.passed, "failed": verdict.failed, "messages": verdict.public_messages,
+        "score": verdict.score, "checks": [{"name": c.name, "passed": c.passed, "earned": c.earned, "share": c.share}
+                                           for c in verdict.checks]}
 
 
 def run_of(nb):

@@ -32,3 +32,4 @@ SIMILARITY_THRESHOLD = 0.75
 SIMILARITY_KGRAM = 20
 SIMILARITY_MIN_CHARS = 30
 SIMILARITY_MAX_SHARED = 10
+PARTIAL_CREDIT = True  # a test cell's points are shared among its checks (c.JudgeChecks.partial_credit)

@@ -10,7 +10,7 @@ some broken, one infinite loop), grades them both ways in fresh course folders (
 seconds (the infinite loop left out), submissions per minute, the peak memory of each
 process tree (RSS summed over its processes, and PSS, which counts shared pages once) and
 the speed-up. Stock nbgrader runs with its own configuration: one fresh kernel per
-notebook, one notebook after the other.
+notebook, one notebook after the other; ours without partial credit, as stock grades.
 """
 import argparse
 import importlib.util
@@ -185,7 +185,9 @@ def run_ours(folder, assignment, mix, timeout, jobs):
     work = folder / "work"
     argv = [sys.executable, "-m", "autograder", "grade", str(submissions), "--assignment", assignment,
             "--out", str(folder / "out"), "--work", str(work), "--timeout", str(timeout),
-            "--jobs", str(jobs), "--force"]
+            "--jobs", str(jobs), "--force",
+            # Stock nbgrader's tests are all or nothing: so are ours here, for the scores to compare.
+            "--set", "JudgeChecks.partial_credit=False"]
     wall, memory = timed_run(argv, ROOT, folder / "grade.log")
     per = {}
     for student, _, _ in mix:

@@ -6,7 +6,8 @@ their tests, with the catalog of plausible answers in tests/wrong_answers.toml.
 * ``nbgrader validate`` passes on each master and fails on each student version;
 * graded by the grading core (``autograder.grading.pipeline.grade_notebooks``): the master scores
   full marks, the student version as given scores 0, every wrong answer of the catalog
-  loses exactly the points of the questions it is wrong on, every correct variant full marks;
+  scores less than full (with partial credit, often more than 0) on exactly the questions it
+  is wrong on and full on all others, every correct variant full marks;
 * the same in *judge* mode (the student's own view: the master's test cells run in a
   Jupyter kernel with NBCHECK_MODE unset): each wrong answer makes exactly its question's
   test cells raise CheckFailed.
@@ -190,10 +191,13 @@ def test_catalog_is_well_formed():
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_catalog_covers_every_exercise(assignment):
-    """At least six plausible wrong answers per autograded answer cell."""
+    """At least six plausible wrong answers per autograded answer cell, and two correct
+    answers written another way than the master's."""
     for grade_id in solution_ids(read(master_path(assignment))):
         count = sum(grade_id in c["replace"] for c in cases_of(assignment))
         assert count >= 6, f"{grade_id}: only {count} wrong answers in the catalog"
+        variants = sum(grade_id in c["replace"] for c in cases_of(assignment, CORRECT))
+        assert variants >= 2, f"{grade_id}: only {variants} correct variants in the catalog"
 
 
 # ------------------------------------------------------------------ masters and release
@@ -367,13 +371,18 @@ def test_release_scores_zero(assignment):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
-def test_wrong_answer_loses_its_points(case):
+def test_wrong_answer_loses_points_on_exactly_its_questions(case):
+    """Less than full on each question it is wrong on (part of it when only some of the
+    question's checks fail), full on every other."""
     result = graded(case["assignment"])[case["id"]]
     expected = points(read(master_path(case["assignment"])))
     assert result.max_scores == expected
     assert lost(result) == sorted(case["loses"]), case["why"]
     for grade_id, top in expected.items():
-        assert result.scores[grade_id] == (0 if grade_id in case["loses"] else top), grade_id
+        if grade_id in case["loses"]:
+            assert 0 <= result.scores[grade_id] < top, grade_id
+        else:
+            assert result.scores[grade_id] == top, grade_id
 
 
 @pytest.mark.parametrize("case", CORRECT, ids=[c["id"] for c in CORRECT])

@@ -43,6 +43,8 @@ MISTAKES = {
                        "--due 'friday' is not an ISO 8601"),
     "similarity threshold above 1": (["grade", EXAMPLES, "--assignment", "param_access", "--out", "{tmp}/out",
                                       "--similarity-threshold", "75"], "is a share, at most 1"),
+    "setting without a class": (["grade", EXAMPLES, "--assignment", "param_access", "--out", "{tmp}/out",
+                                 "--set", "partial_credit=False"], "write it as CLASS.TRAIT=VALUE"),
     "check a missing notebook": (["check", "{tmp}/missing.ipynb"], "no such notebook"),
     "gradescope of a missing assignment": (["gradescope", "--assignment", "nosuch", "-o", "{tmp}/out/a.zip"],
                                            "no assignment 'nosuch'"),

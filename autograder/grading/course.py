@@ -26,6 +26,7 @@ class Course:
     jobs: int = settings.JOBS
     hidden: list = field(default_factory=list)  # more directories the sandbox must hide
     speedups: bool = True  # False: nbgrader's own code in every step (the differential test's baseline)
+    overrides: list = field(default_factory=list)  # "Class.trait=value" over nbgrader_config.py, for this run
 
     def __post_init__(self):
         self.root = Path(self.root).resolve()
@@ -36,12 +37,14 @@ class Course:
     def config(self):
         # Imported here, like the rest of the Jupyter stack: the warm executor starts first.
         from traitlets.config import Config
-        from traitlets.config.loader import PyFileConfigLoader
+        from traitlets.config.loader import KVArgParseConfigLoader, PyFileConfigLoader
 
         config = Config()
         config_file = self.root / "nbgrader_config.py"
         if config_file.exists():
             config.merge(PyFileConfigLoader(config_file.name, path=str(self.root)).load_config())
+        if self.overrides:  # read as on an nbgrader command line: each trait parses its own value
+            config.merge(KVArgParseConfigLoader([f"--{setting}" for setting in self.overrides]).load_config())
         config.CourseDirectory.root = str(self.root)
         config.CourseDirectory.db_url = self.db_url
         for name in ("submitted", "autograded", "feedback"):

@@ -323,7 +323,7 @@ def results_json(row, master_nb, graded_nb, hidden_visibility=settings.HIDDEN_VI
     auto_score = sum(t["score"] for t in tests)
     auto_max = sum(t["max_score"] for t in tests)
     limits = {"timeout": limits.timeout, "memory_mb": limits.memory_mb}
-    summary = [f"{row.assignment}: {auto_score:g} / {auto_max:g} points from the autograder."]
+    summary = [f"{row.assignment}: {round(auto_score, 2):g} / {auto_max:g} points from the autograder."]
     if graded_nb is None:
         summary.append(f"Your submission could not be graded: {row.status}. Submit your notebook"
                        f"{' ' + notebook if notebook else ''} as a .ipynb file (save it first).")

@@ -40,7 +40,8 @@ def duration(seconds):
 
 
 def _points(value):
-    return value if isinstance(value, str) else f"{value:g}"
+    """Points as shown: at most two decimals (a share of 2 points among 9 checks is 0.22)."""
+    return value if isinstance(value, str) else f"{round(value, 2):g}"
 
 
 def grade_table(rows, question_ids):
@@ -132,7 +133,7 @@ def write_report(path, rows, question_ids, assignment, *, points=None):
     esc = html.escape
     scores = [r.score for r in rows]
     summary = (f"{len(rows)} submissions; mean {statistics.mean(scores):.2f}, median "
-               f"{statistics.median(scores):g} out of {rows[0].max_score:g}") if rows else "no submissions"
+               f"{_points(statistics.median(scores))} out of {rows[0].max_score:g}") if rows else "no submissions"
     pending = sum(1 for r in rows for v in r.questions.values() if v == "pending")
     if pending:
         summary += f" ({pending} answers awaiting manual grading count 0 so far)"

@@ -2,7 +2,8 @@
 
 A test cell states each check as ``check(name, observe, expect=..., same=..., hint=...)``:
 ``observe`` is a zero-argument callable that looks at the student's objects and
-returns plain data (tensors, shapes and tuples become lists).
+returns plain data (tensors, shapes and tuples become lists). The cell's points are
+shared among its checks, hidden ones included: equally, or by ``weight=`` (a literal).
 
 Two modes, chosen by the NBCHECK_MODE environment variable at call time:
 
@@ -194,8 +195,9 @@ def observe_safely(observe):
         return None, f"{_type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT]
 
 
-def check(name, observe, *, expect=_MISSING, same=None, tol=1e-6, hint=""):
-    """Check one fact about the student's work; see the module docstring."""
+def check(name, observe, *, expect=_MISSING, same=None, tol=1e-6, hint="", weight=1):
+    """Check one fact about the student's work; see the module docstring (``weight``
+    counts only in grading)."""
     recording = os.environ.get("NBCHECK_MODE") == "record"
     if recording and _recorder is not None:
         return _recorder(name, observe)
@@ -217,7 +219,7 @@ def check(name, observe, *, expect=_MISSING, same=None, tol=1e-6, hint=""):
 # --- Reading and judging test cells (used by the grader and by check_notebook) ---
 
 CRITERIA = ("expect", "same", "tol")
-PRIVATE = CRITERIA + ("hint",)  # never sent into the student's process
+PRIVATE = CRITERIA + ("hint", "weight")  # never sent into the student's process
 # Spelled in parts so this file, which ships to students, never holds the marker itself.
 HIDDEN_BEGIN, HIDDEN_END = (f"### {word} HIDDEN TESTS" for word in ("BEGIN", "END"))
 
@@ -228,6 +230,16 @@ class CheckSpec:
     criteria: dict
     hint: str
     hidden: bool
+    weight: float = 1
+
+
+@dataclass
+class CheckPoints:
+    """One check's part of its cell's points."""
+    name: str
+    passed: bool
+    earned: float
+    share: float
 
 
 @dataclass
@@ -236,6 +248,8 @@ class CellVerdict:
     lines: list = field(default_factory=list)
     failed: list = field(default_factory=list)  # names of failed checks (hidden ones included)
     public_messages: list = field(default_factory=list)
+    score: float = None  # the cell's points earned, when it was judged with its points
+    checks: list = field(default_factory=list)  # CheckPoints of each check, with the score
 
 
 class TestCellError(ValueError):
@@ -284,9 +298,12 @@ def parse_checks(source):
             kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg in PRIVATE}
         except ValueError as exc:
             raise TestCellError(f"line {call.lineno}: criteria must be literals ({exc})") from exc
+        weight = kwargs.get("weight", 1)
+        if _type(weight) not in (int, float) or not 0 < weight < math.inf:
+            raise TestCellError(f"line {call.lineno}: a check's weight must be a number above 0")
         specs.append(CheckSpec(name=call.args[0].value,
                                criteria={k: kwargs[k] for k in CRITERIA if k in kwargs},
-                               hint=kwargs.get("hint", ""), hidden=call.lineno in hidden))
+                               hint=kwargs.get("hint", ""), hidden=call.lineno in hidden, weight=weight))
     return specs
 
 
@@ -340,19 +357,20 @@ def _reference(spec, references):
     raise TestCellError(f"no trusted reference for check {spec.name!r} ({error or 'not in the master run'})")
 
 
-def judge_cell(source, outputs, status="ok", observations=None, references=None):
+def judge_cell(source, outputs, status="ok", observations=None, references=None, points=None, partial=True):
     """Verdict of one executed test cell, from its trusted source and what it recorded:
     ``observations`` ({check name: (value, error)}) as the grader's executor took them, or
     else the records among ``outputs``. ``references``: the master's observations of the
-    same cell, the trusted side of its ``same`` checks."""
+    same cell, the trusted side of its ``same`` checks. With the cell's ``points``, the
+    verdict says what it earned (``score``, ``checks``; see ``share_points``)."""
     specs = parse_checks(source)
     if not specs:
         raise TestCellError("test cell states no check")
     seen = recorded_observations(outputs) if observations is None else observations
     problem = _cell_problem(outputs, status)
     verdict = CellVerdict(passed=True)
+    outcomes = []
     for spec in specs:
-        label = f"hidden test {spec.name}" if spec.hidden else spec.name
         if spec.name not in seen:
             ok, reason = False, "did not run" + (f" ({problem})" if problem else "")
         else:
@@ -364,18 +382,51 @@ def judge_cell(source, outputs, status="ok", observations=None, references=None)
                     ok, reason = judge(value, **spec.criteria, **_reference(spec, references))
                 except TestCellError as exc:
                     ok, reason = False, str(exc)
+        outcomes.append((spec, ok, reason))
+        verdict.passed = verdict.passed and ok
+    if points is not None:
+        # A cell stopped before its end (time, memory, a crash) is not a finished answer:
+        # it earns its points only if every check passed.
+        finished = status in ("ok", "error")
+        verdict.score, verdict.checks = share_points(outcomes, points, partial and finished)
+    for index, (spec, ok, reason) in enumerate(outcomes):
+        label = f"hidden test {spec.name}" if spec.hidden else spec.name
+        shown = (f" ({points_text(verdict.checks[index].earned)} / {points_text(verdict.checks[index].share)} "
+                 "points)") if points is not None and partial else ""
         if ok:
-            verdict.lines.append(f"[pass] {label}")
+            verdict.lines.append(f"[pass] {label}{shown}")
             continue
-        verdict.passed = False
         verdict.failed.append(spec.name)
         if spec.hidden:
-            verdict.lines.append(f"[fail] {label}")
+            verdict.lines.append(f"[fail] {label}{shown}")
         else:
             message = f"{spec.name}: {reason}" + (f" Hint: {spec.hint}" if spec.hint else "")
             verdict.public_messages.append(message)
-            verdict.lines.append(f"[fail] {message}")
+            verdict.lines.append(f"[fail] {message}{shown}")
     return verdict
+
+
+def share_points(outcomes, points, partial=True):
+    """(the cell's score, CheckPoints of each check) from [(CheckSpec, passed, reason)]: the
+    points shared by weight, a check earning its share if it passed; all or nothing unless
+    ``partial``. The score is exact (full points when all pass), never above ``points``."""
+    total = sum(spec.weight for spec, _, _ in outcomes)
+    shares = [points * spec.weight / total for spec, _, _ in outcomes]
+    every = all(ok for _, ok, _ in outcomes)
+    if every:
+        score = float(points)
+    elif partial:
+        score = min(float(points), points * sum(spec.weight for spec, ok, _ in outcomes if ok) / total)
+    else:
+        score = 0.0
+    earns = every or partial
+    return score, [CheckPoints(spec.name, ok, share if ok and earns else 0.0, share)
+                   for (spec, ok, _), share in zip(outcomes, shares)]
+
+
+def points_text(value):
+    """Points as a student reads them: at most two decimals ("0.22", "2")."""
+    return f"{round(value, 2):g}"
 
 
 # --- A student's own check of a saved notebook ---
