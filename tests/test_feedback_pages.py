@@ -62,7 +62,8 @@ def test_each_check_is_shown_once(graded):
 
 def test_the_index_names_each_question(graded):
     entries = index_entries(page(graded, "part"))
-    assert entries[0] == "Question 1 (2 points) test_make_layer (Score: 0.0 / 2.0)"
+    # No bias: its public check passes, its hidden one not; each is worth half the points.
+    assert entries[0] == "Question 1 (2 points) test_make_layer (Score: 1.0 / 2.0)"
     assert entries[3] == "Question 4 (1 point) test_freeze (Score: 1.0 / 1.0)"
     assert not [e for e in entries if "Test cell" in e]
     assert len(set(entries)) == len(entries) == len(POINTS)
@@ -99,7 +100,7 @@ def test_the_report_shows_pending_means_and_links_to_feedback(graded):
     explain = re.search(r"<tr><td>explain</td>.*?</tr>", text).group(0)
     assert "4 pending" in explain  # the four readable notebooks; the unreadable one scored 0
     make_layer = re.search(r"<tr><td>test_make_layer</td>.*?</tr>", text).group(0)
-    assert "<td>1.20 / 2</td>" in make_layer  # 2 + 0 + 2 + 2 + 0 over five students
+    assert "<td>1.40 / 2</td>" in make_layer  # 2 + 1 (one check of two) + 2 + 2 + 0 over five students
     for student in graded.rows:
         assert f"<a href='feedback/{student}.html'>{student}</a>" in text
         assert graded.feedback_path(student).exists()
