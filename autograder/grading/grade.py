@@ -113,7 +113,7 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None, roster
         scores = pipeline.gradebook_scores(course, assignment) if gradable else {}
         late = lateness.lateness(course, assignment) if gradable and due is not None else {}
         rows = [_row(course, assignment, master, master_nb, sub, outcomes.get(sub.student_id),
-                     scores.get(sub.student_id, {}))
+                     scores.get(sub.student_id, {}), unanswered(sub.notebook, release_nb))
                 for sub in found]
         for sub, row in zip(found, rows):
             if due is not None and sub.notebook is not None and not row.status.startswith("grading failed"):
@@ -225,7 +225,24 @@ def question_points(master_nb):
             for c in master_nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") in questions}
 
 
-def _row(course, assignment, master, master_nb, sub, outcome, grades):
+UNANSWERED = "not answered"
+# What a check says of an answer cell left as released: its stub raised this.
+STUB_RAISED = "NotImplementedError"
+
+
+def unanswered(nb, release_nb):
+    """Grade ids of the answer cells of ``nb`` left exactly as the release has them."""
+    if nb is None:
+        return set()
+    released = {c.metadata.nbgrader["grade_id"]: c.source for c in release_nb.cells
+                if c.metadata.get("nbgrader", {}).get("solution")}
+    return {c.metadata.nbgrader["grade_id"] for c in nb.cells
+            if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") in released
+            and c.source == released[c.metadata.nbgrader["grade_id"]]}
+
+
+def _row(course, assignment, master, master_nb, sub, outcome, grades, untouched=frozenset()):
+    """The student's row; ``untouched``: answer cells left as released, which read "not answered"."""
     questions = question_ids(master_nb)
     max_score = sum(question_points(master_nb).values())
     row = StudentRow(sub.student_id, assignment, {q: 0.0 for q in questions}, 0.0, max_score,
@@ -264,13 +281,16 @@ def _row(course, assignment, master, master_nb, sub, outcome, grades):
                 statuses.append(problem)
                 detail = error.get("evalue") if error else ""
                 row.notes.append(f"{gid}: {problem}" + (f" ({detail})" if detail else ""))
+            elif gid in untouched:
+                row.notes.append(f"{gid}: {UNANSWERED}")
             elif error and "verdict" not in meta:  # an answer cell that raised (sys.exit() included)
-                row.notes.append(f"{gid}: raised {error.get('ename')}: {error.get('evalue')}"[:400])
+                row.notes.append(f"{gid}: raised {error.get('ename')}: {error.get('evalue')}")
             verdict = meta.get("verdict")
             if verdict and not verdict["passed"]:
                 row.messages[gid] = verdict["messages"]
                 row.failed[gid] = verdict["failed"]
-                row.notes.append(reports.verdict_note(gid, verdict["messages"]))
+                stubbed = untouched and verdict["messages"] and all(STUB_RAISED in m for m in verdict["messages"])
+                row.notes.append(f"{gid}: {UNANSWERED}" if stubbed else reports.verdict_note(gid, verdict["messages"]))
     if any(v == "pending" for v in row.questions.values()):
         statuses.append("needs manual grading")
     if statuses:

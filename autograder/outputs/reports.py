@@ -228,7 +228,7 @@ def write_plain_feedback(path, row, notebook=None):
 
 def verdict_note(question, messages):
     """The note of a failed test cell in grades.csv and the report."""
-    return f"{question}: {'; '.join(messages) or 'hidden tests failed'}"[:400]
+    return f"{question}: {'; '.join(messages) or 'hidden tests failed'}"
 
 
 def add_notes_to_feedback(path, row):
