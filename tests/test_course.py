@@ -26,8 +26,11 @@ def test_the_sandbox_hides_the_course_the_work_the_gradebook_and_the_runs_folder
     assert set(course.config().ExecuteSandboxed.hidden) >= {str(tmp_path / "course"), str(tmp_path / "work")}
 
 
-def test_a_database_server_has_no_folder_to_hide():
-    assert database_dirs("postgresql://grader@localhost/gradebook") == []
+def test_a_database_servers_socket_folders_are_hidden(monkeypatch):
+    monkeypatch.setattr("autograder.execution.sandbox.SERVER_SOCKET_DIRS", ())  # whatever runs on this machine
+    assert database_dirs("postgresql+psycopg://grader@localhost/gradebook") == []
+    assert database_dirs("postgresql+psycopg://grader@/gradebook?host=/srv/pg") == ["/srv/pg"]
+    assert database_dirs("postgresql+psycopg://grader@%2Fsrv%2Fpg/gradebook") == ["/srv/pg"]
     assert database_dirs("sqlite:////srv/course/gradebook.db?timeout=60") == ["/srv/course"]
 
 

@@ -80,6 +80,8 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None, roster
         gradable = any(sub.notebook is not None for sub in found)
         if gradable:
             course.work.mkdir(parents=True, exist_ok=True)  # the default gradebook's folder
+            # First, as the one run setting up a shared gradebook (pipeline.ensure_assignment).
+            pipeline.ensure_assignment(course, assignment, [s.student_id for s in found if s.notebook is not None])
             due = lateness.due_date(course, assignment, record=due)
         to_grade, keys = [], {}
         for sub in found:
