@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 ASSIGNMENTS := $(notdir $(wildcard source/*))
 
-.PHONY: install release demo test lab lessons bench clean
+.PHONY: install release demo test lab lessons bench student clean
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -42,5 +42,10 @@ lessons: install
 bench: install
 	$(PY) bench/bench.py
 
+# The students' hand-out: lessons, release/, their own requirements.txt and README.
+student: release
+	rm -rf dist/student
+	$(PY) -m autograder handout --out dist/student
+
 clean:
-	rm -rf submitted autograded feedback gradebook.db out test-artifacts
+	rm -rf submitted autograded feedback gradebook.db out test-artifacts dist

@@ -1,4 +1,4 @@
-"""Command line: ``python -m autograder {grade,check,gradescope} ...``; it only wires the stages."""
+"""Command line: ``python -m autograder {grade,check,gradescope,handout} ...``; it only wires the stages."""
 import argparse
 import logging
 import sys
@@ -37,6 +37,9 @@ def usage_problem(args):
             return f"{submissions} is neither a folder, a notebook nor a .zip file"
         if Path(args.out).exists() and not Path(args.out).is_dir():
             return f"--out {args.out} is a file, not a folder"
+    if args.command == "handout":
+        from autograder.outputs import handout
+        return handout.problem(args.out, course)
     if args.command == "check" and not (Path(args.notebook).is_file() and args.notebook.endswith(".ipynb")):
         return f"no such notebook: {args.notebook}"
     return None
@@ -84,6 +87,10 @@ def main(argv=None):
     bundle.add_argument("--memory", type=positive(int), help="MiB a submission may allocate "
                                                              + limits(settings.MEMORY_MB))
 
+    handout = commands.add_parser("handout", help="write the students' hand-out: lessons, release/, "
+                                                  "their requirements and README")
+    handout.add_argument("--out", required=True, help="a missing or empty folder")
+
     args = parser.parse_args(argv)
     if args.command == "grade" and args.jobs < 0:
         parser.exit(2, f"error: --jobs must be 0 (one per core) or more, not {args.jobs}\n")
@@ -116,6 +123,10 @@ def main(argv=None):
         from autograder.outputs import gradescope
         gradescope.build(args.assignment, args.output, hidden_visibility=args.hidden_visibility,
                          timeout=args.timeout, memory_mb=args.memory)
+        return 0
+    if args.command == "handout":
+        from autograder.outputs import handout
+        print(f"wrote {handout.build(args.out)}")
         return 0
 
 

@@ -15,3 +15,6 @@ CPUS = 1.0  # processor cores a submission's processes may keep busy together (c
 JOBS = 0  # grading processes; 0: one per core
 HIDDEN_VISIBILITY = "after_published"  # Gradescope: when students see the hidden tests' results
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
+# The students' hand-out: what their notebooks and check helper import, and JupyterLab. Their
+# requirements.txt pins these, and every other package of the course's pins they pull in.
+STUDENT_PACKAGES = ("torch", "numpy", "matplotlib", "jupyterlab", "ipykernel", "ipython", "nbformat", "nbclient")
