@@ -109,8 +109,9 @@ def venv(tmp_path):
     this interpreter's site-packages."""
     folder = tmp_path / "venv"
     subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", folder], check=True, timeout=120)
-    site = Path(subprocess.run([folder / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    where = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    site = Path(subprocess.run([folder / "bin" / "python", "-c", where], capture_output=True, text=True,
+                               check=True).stdout.strip())
     (site / "course_packages.pth").write_text(f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n")
     (folder / ".installed").touch()
     return folder
