@@ -34,6 +34,7 @@ MISTAKES = {
     "negative jobs": (["grade", EXAMPLES, "--assignment", "param_access", "--out", "{tmp}/out", "--jobs", "-1"],
                       "--jobs must be 0"),
     "check a missing notebook": (["check", "{tmp}/missing.ipynb"], "no such notebook"),
+    "hand-out over a used folder": (["handout", "--out", ROOT / "notebooks"], "is not an empty folder"),
     "gradescope of a missing assignment": (["gradescope", "--assignment", "nosuch", "-o", "{tmp}/out/a.zip"],
                                            "no assignment 'nosuch'"),
 }
