@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 ASSIGNMENTS := $(notdir $(wildcard source/*))
 
-.PHONY: install release demo test lab lessons bench clean
+.PHONY: install release demo test lab lessons bench student clean
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -14,7 +14,12 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-install: $(VENV)/.installed
+# `.venv/bin/python -m autograder` works from any folder: the venv finds this repository's package.
+$(VENV)/.on-path: $(VENV)/.installed
+	$(PY) -c 'import pathlib, sys, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "autograder_course.pth").write_text(sys.argv[1] + "\n")' "$(CURDIR)"
+	touch $@
+
+install: $(VENV)/.installed $(VENV)/.on-path
 
 # Student versions are generated, never edited: the check helper is copied into each
 # master, then nbgrader writes release/<assignment>/.
@@ -32,8 +37,9 @@ demo: release
 test: install
 	$(PY) -m pytest
 
+# Jupyter refuses to run as root (a container, CI) unless told to.
 lab: install
-	$(VENV)/bin/jupyter lab --notebook-dir=.
+	$(VENV)/bin/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Re-execute the lessons in place after editing them (nbval then compares against these outputs).
 lessons: install
@@ -42,5 +48,10 @@ lessons: install
 bench: install
 	$(PY) bench/bench.py
 
+# The students' hand-out: lessons, release/, their own requirements.txt and README.
+student: release
+	rm -rf dist/student
+	$(PY) -m autograder handout --out dist/student
+
 clean:
-	rm -rf submitted autograded feedback gradebook.db out test-artifacts
+	rm -rf submitted autograded feedback gradebook.db out test-artifacts dist

@@ -21,7 +21,7 @@ NBVAL_SANITIZE = {
 # Notebooks outside the lessons are data (test fixtures, student copies, masters);
 # they are graded by the test suite, not re-executed by nbval.
 collect_ignore_glob = ["source/*", "release/*", "tests/*.ipynb", "submitted/*", "autograded/*",
-                       "feedback/*", "bench/*", "out/*", ".venv/*"]
+                       "feedback/*", "bench/*", "out/*", ".venv/*", "dist/*"]
 
 
 def pytest_configure(config):

@@ -1,4 +1,4 @@
-"""Command line: ``python -m autograder {grade,check,gradescope} ...``; it only wires the stages."""
+"""Command line: ``python -m autograder {grade,check,gradescope,handout} ...``; it only wires the stages."""
 import argparse
 import logging
 import re
@@ -66,6 +66,9 @@ def usage_problem(args):
         for setting in args.set:
             if not SETTING.fullmatch(setting):
                 return f"--set {setting}: write it as CLASS.TRAIT=VALUE, e.g. JudgeChecks.partial_credit=False"
+    if args.command == "handout":
+        from autograder.outputs import handout
+        return handout.problem(args.out, course)
     if args.command == "check" and not (Path(args.notebook).is_file() and args.notebook.endswith(".ipynb")):
         return f"no such notebook: {args.notebook}"
     return None
@@ -127,6 +130,10 @@ def main(argv=None):
     bundle.add_argument("--memory", type=positive(int), help="MiB a submission may allocate "
                                                              + limits(settings.MEMORY_MB))
 
+    handout = commands.add_parser("handout", help="write the students' hand-out: lessons, release/, "
+                                                  "their requirements and README")
+    handout.add_argument("--out", required=True, help="a missing or empty folder")
+
     args = parser.parse_args(argv)
     if args.command == "grade" and args.jobs < 0:
         parser.exit(2, f"error: --jobs must be 0 (one per core) or more, not {args.jobs}\n")
@@ -163,6 +170,10 @@ def main(argv=None):
         from autograder.outputs import gradescope
         gradescope.build(args.assignment, args.output, hidden_visibility=args.hidden_visibility,
                          timeout=args.timeout, memory_mb=args.memory)
+        return 0
+    if args.command == "handout":
+        from autograder.outputs import handout
+        print(f"wrote {handout.build(args.out)}")
         return 0
 
 

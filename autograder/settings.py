@@ -33,3 +33,6 @@ SIMILARITY_KGRAM = 20
 SIMILARITY_MIN_CHARS = 30
 SIMILARITY_MAX_SHARED = 10
 PARTIAL_CREDIT = True  # a test cell's points are shared among its checks (c.JudgeChecks.partial_credit)
+# The students' hand-out: what their notebooks and check helper import, and JupyterLab. Their
+# requirements.txt pins these, and every other package of the course's pins they pull in.
+STUDENT_PACKAGES = ("torch", "numpy", "matplotlib", "jupyterlab", "ipykernel", "ipython", "nbformat", "nbclient")

@@ -1,11 +1,14 @@
 """A student's round in JupyterLab, in a real browser (Debian's Chromium driven by Playwright):
 open the release notebook, type the answers into the editor, run all cells, save, then
 check the saved notebook with ``check_notebook`` from a new cell; and nbgrader's own
-Validate button in the notebook toolbar, from its JupyterLab extension.
+Validate button in the notebook toolbar, from its JupyterLab extension. And an instructor's:
+a written answer scored in nbgrader's formgrader counts in the next grading run.
 
 Skipped when /usr/bin/chromium is missing, unless REQUIRE_BROWSER_TEST=1 (CI), where it
 fails instead. A screenshot of each stage goes to test-artifacts/browser-<name>.png.
 """
+import contextlib
+import csv
 import json
 import os
 import re
@@ -22,6 +25,10 @@ from pathlib import Path
 import pytest
 
 from test_gradescope import answered, cell, course_under_test, solution_text  # noqa: F401
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+import grading_kit as kit  # noqa: E402
+import make_course  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -66,21 +73,17 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """JupyterLab serving a copy of the release folder; stopped whatever happens."""
-    sync_playwright = require_browser()
-    course = course_under_test(tmp_path_factory)
-    base = tmp_path_factory.mktemp("lab")
-    folder = base / "student"
-    shutil.copytree(course.root / "release" / course.assignment, folder)
+@contextlib.contextmanager
+def jupyter_lab(folder, base, **env):
+    """JupyterLab serving ``folder`` (its scratch files in ``base``, ``env`` added to its
+    environment); stopped whatever happens. Yields (url, token, log path)."""
     settings = base / "settings"
     for name, values in LAB_SETTINGS.items():
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
         (settings / name).write_text(json.dumps(values))
     port, token = free_port(), secrets.token_hex(16)
     bindir = Path(sys.executable).parent
-    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+    env = dict(os.environ, **env, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
                JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"),
                JUPYTER_RUNTIME_DIR=str(base / "runtime"))
     env.pop("NBCHECK_MODE", None)
@@ -103,13 +106,7 @@ def lab(tmp_path_factory):
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"JupyterLab did not start:\n{(base / 'jupyter.log').read_text()[-3000:]}")
             time.sleep(0.5)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            try:
-                yield {"course": course, "folder": folder, "url": base_url, "token": token,
-                       "browser": browser, "log": base / "jupyter.log"}
-            finally:
-                browser.close()
+        yield base_url, token, base / "jupyter.log"
     finally:
         try:
             os.killpg(server.pid, signal.SIGTERM)
@@ -121,6 +118,29 @@ def lab(tmp_path_factory):
                 pass
             server.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium for the module (Playwright's sync API runs one at a time)."""
+    sync_playwright = require_browser()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, browser):
+    """JupyterLab serving a copy of the release folder."""
+    course = course_under_test(tmp_path_factory)
+    base = tmp_path_factory.mktemp("lab")
+    folder = base / "student"
+    shutil.copytree(course.root / "release" / course.assignment, folder)
+    with jupyter_lab(folder, base) as (base_url, token, log):
+        yield {"course": course, "folder": folder, "url": base_url, "token": token, "browser": browser, "log": log}
 
 
 def screenshot(page, name):
@@ -276,3 +296,58 @@ def test_nbgrader_validate_button_passes_a_solved_notebook(lab):
         raise
     finally:
         page.close()
+
+
+def grade_table(submissions, out, course):
+    """grades.csv of ``python -m autograder grade`` (no --force: what an instructor runs again)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO),  # nbgrader runs `alembic` from PATH
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", submissions, "--assignment",
+                           make_course.ASSIGNMENT, "--out", out, "--course", course, "--jobs", "1"],
+                          cwd=course, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(out / "grades.csv", newline="") as f:
+        return {row["student_id"]: row for row in csv.DictReader(f)}
+
+
+def test_a_manual_grade_entered_in_the_formgrader_counts_in_the_next_grade_run(tmp_path, browser):
+    """The instructor's round: grade, open nbgrader's formgrader from JupyterLab's Nbgrader
+    menu, score the written answer that waits for a person, and grade again."""
+    course = tmp_path / "course"
+    shutil.copytree(make_course.COURSE, course)
+    submissions = kit.write(kit.submission(), tmp_path / "submissions" / "ada.ipynb").parent
+    before = grade_table(submissions, tmp_path / "out1", course)["ada"]
+    assert (before["explain"], before["status"]) == ("pending", "needs manual grading"), before["notes"]
+    manual = make_course.POINTS["explain"] - 0.5
+
+    with jupyter_lab(course, tmp_path, PYTHONPATH=str(REPO)) as (base_url, token, _):
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(120_000)
+        try:
+            page.goto(f"{base_url}/lab?reset&token={token}")
+            page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Formgrader$")).click()
+            formgrader = page.frame_locator(".jp-MainAreaWidget iframe").first
+            formgrader.locator("a", has_text="Manual Grading").first.click()
+            formgrader.locator("td a", has_text=make_course.ASSIGNMENT).click()  # the assignment
+            formgrader.locator("td a", has_text=make_course.ASSIGNMENT).click()  # its notebook
+            formgrader.locator("a", has_text="Submission #1").click()
+            score = formgrader.locator("input.score#explain")
+            score.scroll_into_view_if_needed()
+            with page.expect_response(lambda r: "/formgrader/api/grade/" in r.url and r.request.method == "PUT") \
+                    as saved:
+                score.fill(f"{manual:g}")
+                score.press("Tab")  # the formgrader saves a score when its field changes
+            assert saved.value.ok, saved.value.status
+            score.scroll_into_view_if_needed()
+            screenshot(page, "formgrader-manual-grade")
+        except Exception:
+            screenshot(page, "formgrader-failure")
+            raise
+        finally:
+            page.close()
+
+    after = grade_table(submissions, tmp_path / "out2", course)["ada"]
+    assert float(after["explain"]) == manual, after
+    assert float(after["score"]) == float(before["score"]) + manual, after
+    assert after["status"] != "needs manual grading", after

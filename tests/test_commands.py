@@ -46,6 +46,7 @@ MISTAKES = {
     "setting without a class": (["grade", EXAMPLES, "--assignment", "param_access", "--out", "{tmp}/out",
                                  "--set", "partial_credit=False"], "write it as CLASS.TRAIT=VALUE"),
     "check a missing notebook": (["check", "{tmp}/missing.ipynb"], "no such notebook"),
+    "hand-out over a used folder": (["handout", "--out", ROOT / "notebooks"], "is not an empty folder"),
     "gradescope of a missing assignment": (["gradescope", "--assignment", "nosuch", "-o", "{tmp}/out/a.zip"],
                                            "no assignment 'nosuch'"),
 }
@@ -70,3 +71,20 @@ def test_one_notebook_file_is_graded_as_one_student_named_after_it(tmp_path):
     with open(tmp_path / "out" / "grades.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["student_id"], r["score"]) for r in rows] == [("Ada_Lovelace", "12")]
+
+
+def test_a_run_started_in_the_background_suspects_no_one(tmp_path):
+    """A job started with `&` from a script inherits SIGINT ignored; the warden must not take
+    the handler each submission's process sets for a student's doing."""
+    notebook = tmp_path / "ada.ipynb"
+    shutil.copyfile(EXAMPLES / "ada_full.ipynb", notebook)
+    env = dict(os.environ, PYTHONPATH=str(ROOT),
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    done = subprocess.run(["bash", "-c", '"$@" & wait $!', "bash", sys.executable, "-m", "autograder", "grade",
+                           str(notebook), "--assignment", "param_access", "--out", str(tmp_path / "out"),
+                           "--work", str(tmp_path / "work"), "--jobs", "1"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(tmp_path / "out" / "grades.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["score"], r["status"], r["notes"]) for r in rows] == [("12", "graded", "")], rows

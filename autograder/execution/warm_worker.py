@@ -760,6 +760,9 @@ def main():
     global WARDEN
     shell = make_shell()
     warm_up(shell, optimizers)
+    # The warden must see the SIGINT handler every child sets, not one this process inherited
+    # (a grading run started in the background of a script inherits SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     WARDEN = warden.Warden(shell, machinery=[MODULE, protocol, warden, json, json.encoder,
                                              json.JSONEncoder, Capture, CappedStream, CapturingDisplayPublisher,
                                              CapturingDisplayHook, AheadCompiler, warden.Warden])
