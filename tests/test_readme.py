@@ -19,6 +19,7 @@ README = (ROOT / "README.md").read_text()
 PLACEHOLDERS = {"OUTDIR": "out/demo/*", "SUBMISSIONS": "examples/submissions/*"}
 FILE_TYPES = ("py", "ipynb", "csv", "html", "db", "json", "toml", "txt", "md", "zip", "sh")
 SKIPPED_DIRS = {".git", ".venv", "__pycache__", ".ipynb_checkpoints", "node_modules"}
+SUBMISSION_FILES = {"timestamp.txt"}  # files of a student's submission folder, not of the repository
 
 
 def inline_code(text):
@@ -29,8 +30,8 @@ def repo_paths(text):
     """The backticked words that name a file or folder of the repository (or its outputs)."""
     found = set()
     for word in inline_code(text):
-        if re.search(r"[\s(=\[$]", word) or word.startswith(("/", "-")):
-            continue  # a command, a call, an absolute system path, an option
+        if re.search(r"[\s(=\[$]", word) or word.startswith(("/", "~", "-")) or word in SUBMISSION_FILES:
+            continue  # a command, a call, a system or home path, an option, a submission's file
         if "/" in word or re.fullmatch(rf"[\w<>-][\w<>.-]*\.({'|'.join(FILE_TYPES)})", word):
             found.add(word)
     return sorted(found)
