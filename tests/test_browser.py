@@ -310,6 +310,9 @@ def grade_table(submissions, out, course):
         return {row["student_id"]: row for row in csv.DictReader(f)}
 
 
+COMMENT = "Right: one Parameter, reached through two modules."
+
+
 def test_a_manual_grade_entered_in_the_formgrader_counts_in_the_next_grade_run(tmp_path, browser):
     """The instructor's round: grade, open nbgrader's formgrader from JupyterLab's Nbgrader
     menu, score the written answer that waits for a person, and grade again."""
@@ -339,6 +342,12 @@ def test_a_manual_grade_entered_in_the_formgrader_counts_in_the_next_grade_run(t
                 score.fill(f"{manual:g}")
                 score.press("Tab")  # the formgrader saves a score when its field changes
             assert saved.value.ok, saved.value.status
+            comment = formgrader.locator("textarea.comment#explain-comment")
+            with page.expect_response(lambda r: "/formgrader/api/comment/" in r.url and r.request.method == "PUT") \
+                    as saved:
+                comment.fill(COMMENT)
+                comment.press("Tab")
+            assert saved.value.ok, saved.value.status
             score.scroll_into_view_if_needed()
             screenshot(page, "formgrader-manual-grade")
         except Exception:
@@ -351,3 +360,7 @@ def test_a_manual_grade_entered_in_the_formgrader_counts_in_the_next_grade_run(t
     assert float(after["explain"]) == manual, after
     assert float(after["score"]) == float(before["score"]) + manual, after
     assert after["status"] != "needs manual grading", after
+    # The unchanged submission is not graded again, but its page is written again.
+    page = kit.visible_text((tmp_path / "out2" / "feedback" / "ada.html").read_text())
+    assert f"explain (Score: {manual:.1f} / {make_course.POINTS['explain']:.1f})" in page, page[:2000]
+    assert COMMENT in page

@@ -120,6 +120,8 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None, roster
         for sub, row in zip(found, rows):
             if due is not None and sub.notebook is not None and not row.status.startswith("grading failed"):
                 _late_work(row, sub, late.get(sub.student_id))
+        if gradable:
+            _refresh_feedback(course, assignment, found, to_grade, outcomes)
         reports.write_grades_csv(out / "grades.csv", rows, question_ids(master_nb))
         reports.write_report(out / "report.html", rows, question_ids(master_nb), assignment,
                              points=question_points(master_nb))
@@ -134,6 +136,22 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None, roster
             graders.close()
     _copy_feedback_pages(course, assignment, master, found, rows, out / "feedback")
     return rows
+
+
+def _refresh_feedback(course, assignment, found, to_grade, outcomes):
+    """Write again the feedback pages of students graded before whose grades a person has
+    changed since (a manual score, a comment); remember, for every page, what it shows."""
+    marks = pipeline.grader_marks(course, assignment)
+    graded_now = {s.student_id for s in to_grade if outcomes.get(s.student_id, {}).get("success")}
+    states = {s.student_id: course.autograded_dir(assignment, s.student_id) / STATE_FILE
+              for s in found if s.notebook is not None}
+    stale = [student for student, state in states.items() if student not in graded_now and state.exists()
+             and json.loads(state.read_text()).get("marks") != marks.get(student)]
+    if stale:
+        pipeline.write_feedback(course, assignment, stale)
+    for student in graded_now.union(stale):
+        state = json.loads(states[student].read_text())
+        states[student].write_text(json.dumps({**state, "marks": marks.get(student)}))
 
 
 def _similarity_report(out, found, release_nb, assignment, threshold):

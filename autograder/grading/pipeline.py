@@ -6,6 +6,8 @@ nbgrader's Autograde student after student, with its own lane of the warm sandbo
 executor, all of them writing to the one nbgrader gradebook; then they share the feedback.
 """
 import gc
+import hashlib
+import json
 import logging
 import multiprocessing
 import queue
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 import nbformat
 import sqlalchemy.exc
-from nbgrader.api import (Assignment, Grade, Gradebook, GradeCell, MissingEntry, SubmittedAssignment,
+from nbgrader.api import (Assignment, Comment, Grade, Gradebook, GradeCell, MissingEntry, SubmittedAssignment,
                           SubmittedNotebook)
 from nbgrader.apps import NbGraderAPI
 
@@ -161,13 +163,13 @@ class Graders:
 
 
 class Dealer:
-    """Hands the grading processes their tasks through the queue they share: the students a
-    few at a time, and, with ``feedback``, the pages of those graded in shares between them,
-    so that pages are written as grading goes and not all left for the end. A process with
-    no student left to grade (while another sits out a slow submission) takes pages too;
-    once fewer students are left than processes, every page ready is dealt out."""
-
-    SHARE = 8  # pages a task: enough to pay for nbgrader's start of a feedback run
+    """Hands the grading processes their tasks through the queue they share: the students,
+    a few at a time, then, with ``feedback``, the pages of those graded. Pages are dealt
+    once fewer students are left to grade than there are processes: one that sits out a
+    slow submission (a time-out) leaves the others idle, and they write the pages of those
+    already graded meanwhile. Each takes a share in one feedback run: nbgrader's start of a
+    run costs as much as several pages, so pages are not written a few at a time between
+    students."""
 
     def __init__(self, tasks, workers, students, feedback):
         self.tasks, self.workers, self.feedback = tasks, workers, feedback
@@ -191,22 +193,12 @@ class Dealer:
     def graded(self, student, success):
         self.left -= 1
         self._hand_out()
-        if not self.feedback:
-            return
-        if success:
+        if self.feedback and success:
             self.ready.append(student)
-        if self.left < self.workers:  # a process is idle, or will be when this is dealt
-            self.deal(min(self.SHARE, -(-len(self.ready) // self.workers)))
-        elif len(self.ready) >= self.SHARE:
-            self.deal(self.SHARE)
-
-    def deal(self, size):
-        while len(self.ready) >= size > 0:
-            share, self.ready = self.ready[:size], self.ready[size:]
-            self.tasks.put(("feedback", share))
-            self.dealt += len(share)
-        if self.left < self.workers and self.ready:  # what is left, when it must all go now
-            self.tasks.put(("feedback", self.ready))
+        if self.ready and self.left < self.workers:  # a process is idle, or will be when this is dealt
+            size = -(-len(self.ready) // self.workers)
+            for start in range(0, len(self.ready), size):
+                self.tasks.put(("feedback", self.ready[start:start + size]))
             self.dealt += len(self.ready)
             self.ready = []
 
@@ -282,6 +274,31 @@ def _write_feedback(api, course, assignment, students):
         api.generate_feedback(assignment)
     finally:  # the process grades others next, which its autograde must not exclude
         api.coursedir.student_id_exclude = kept
+
+
+def write_feedback(course, assignment, students):
+    """nbgrader's feedback pages of these students, again, in this process (their grades
+    stand; what a person entered since their pages were written is new)."""
+    use_speedups(course)
+    _write_feedback(course.api(), course, assignment, students)
+
+
+def grader_marks(course, assignment):
+    """{student: digest} of what a person entered for each student's submission (manual
+    scores, extra credit, comments), which the feedback page shows beside the grader's."""
+    use_speedups(course)
+    marks = {}
+    with Gradebook(course.db_url) as gb:
+        for table, columns in ((Grade, (Grade.manual_score, Grade.extra_credit)), (Comment, (Comment.manual_comment,))):
+            query = (gb.db.query(SubmittedAssignment.student_id, table.cell_id, *columns)
+                     .join(SubmittedNotebook, table.notebook_id == SubmittedNotebook.id)
+                     .join(SubmittedAssignment, SubmittedNotebook.assignment_id == SubmittedAssignment.id)
+                     .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
+                     .filter(Assignment.name == assignment))
+            for student, *entered in query:
+                marks.setdefault(student, []).append(entered)
+    return {student: hashlib.sha256(json.dumps(sorted(entered, key=str)).encode()).hexdigest()
+            for student, entered in marks.items()}
 
 
 @dataclass
