@@ -1,8 +1,10 @@
 """A student's round in JupyterLab, in a real browser (Debian's Chromium driven by Playwright):
 open the release notebook, type the answers into the editor, run all cells, save, then
 check the saved notebook with ``check_notebook`` from a new cell; and nbgrader's own
-Validate button in the notebook toolbar, from its JupyterLab extension. And an instructor's:
-a written answer scored in nbgrader's formgrader counts in the next grading run.
+Validate button in the notebook toolbar, from its JupyterLab extension; and the students'
+hand-out, where a lesson runs and a first answer passes. And an instructor's: a written
+answer scored and commented in nbgrader's formgrader counts in the next grading run and
+shows on the student's feedback page.
 
 Skipped when /usr/bin/chromium is missing, unless REQUIRE_BROWSER_TEST=1 (CI), where it
 fails instead. A screenshot of each stage goes to test-artifacts/browser-<name>.png.
@@ -364,3 +366,64 @@ def test_a_manual_grade_entered_in_the_formgrader_counts_in_the_next_grade_run(t
     page = kit.visible_text((tmp_path / "out2" / "feedback" / "ada.html").read_text())
     assert f"explain (Score: {manual:.1f} / {make_course.POINTS['explain']:.1f})" in page, page[:2000]
     assert COMMENT in page
+
+
+def open_path(page, base_url, token, path, cell_count):
+    """Open the notebook at ``path`` in a workspace of its own; wait for its cells and kernel."""
+    page.goto(f"{base_url}/lab/tree/{path}?reset&token={token}", timeout=120_000)
+    page.wait_for_function(
+        f"n => {{ const p = {CURRENT_PANEL_JS}; return !!p && p.querySelectorAll('.jp-Notebook .jp-Cell').length === n; }}",
+        arg=cell_count, timeout=120_000)
+    wait_idle(page, 120_000)
+
+
+def run_all(page):
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    page.wait_for_timeout(500)
+    wait_idle(page, RUN_ALL)
+
+
+def test_the_hand_out_runs_a_lesson_and_checks_an_answer_in_jupyterlab(tmp_path, browser):
+    """A student's first hour with the hand-out (``make student``): a lesson runs from top to
+    bottom, and a first answer typed into an exercise passes its public checks."""
+    from autograder.outputs import handout
+    from autograder.scoring import nbcheck
+
+    folder = handout.build(tmp_path / "student")
+    lesson = "notebooks/01_parameter_access.ipynb"
+    exercise = "release/param_access/param_access.ipynb"
+    release = json.loads((folder / exercise).read_text())
+    answer, test = next((i, i + 1) for i, c in enumerate(release["cells"])
+                        if c["metadata"].get("nbgrader", {}).get("solution") and c["cell_type"] == "code")
+    master = json.loads((REPO / "source" / "param_access" / "param_access.ipynb").read_text())
+    grade_id = release["cells"][answer]["metadata"]["nbgrader"]["grade_id"]
+    solution = next("".join(c["source"]) for c in master["cells"]
+                    if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id)
+    checks = [spec.name for spec in nbcheck.parse_checks("".join(release["cells"][test]["source"]))]
+
+    with jupyter_lab(folder, tmp_path) as (base_url, token, _):
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(60_000)
+        try:
+            open_path(page, base_url, token, lesson, len(json.loads((folder / lesson).read_text())["cells"]))
+            # The lesson comes with its outputs: clear them, so that those seen next are this run's.
+            page.locator(".lm-MenuBar-itemLabel", has_text="Edit").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Clear Outputs of All Cells$")).click()
+            assert page.locator(f"{PANEL} .jp-OutputArea-output").count() == 0
+            run_all(page)
+            assert page.locator(f"{PANEL} .jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+            assert page.locator(f"{PANEL} .jp-OutputArea-output").count() > 10  # it ran: its outputs are back
+            screenshot(page, "handout-lesson")
+
+            open_path(page, base_url, token, exercise, len(release["cells"]))
+            type_into_cell(page, answer, solution_text(solution))
+            run_all(page)  # stops at the next answer, still a stub
+            text = output_text(page, test)
+            assert checks and all(f"[pass] {name}" in text for name in checks), text
+            screenshot(page, "handout-exercise")
+        except Exception:
+            screenshot(page, "handout-failure")
+            raise
+        finally:
+            page.close()
