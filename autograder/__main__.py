@@ -159,9 +159,10 @@ def main(argv=None):
                            lanes=lanes, roster=args.roster, due=due_date(args.due) if args.due else None,
                            file_times=args.file_times, similarity_threshold=args.similarity_threshold)
         print(reports.grade_table(rows, grading.question_ids(course.master(args.assignment))))
-        print(f"\nwrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'report.html'}, "
-              f"{Path(args.out) / 'canvas_grades.csv'}, {Path(args.out) / 'lms_grades.csv'} "
-              f"and {len(rows)} feedback pages in {Path(args.out) / 'feedback'}")
+        out = Path(args.out)
+        print(f"\nwrote {out / 'grades.csv'}, {out / 'report.html'}, {out / 'similarity.html'}, "
+              f"{out / 'canvas_grades.csv'}, {out / 'lms_grades.csv'} "
+              f"and {len(rows)} feedback pages in {out / 'feedback'}")
         return 0
     if args.command == "check":
         from autograder.grading import check as checking
