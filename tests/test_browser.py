@@ -421,6 +421,7 @@ def test_the_hand_out_runs_a_lesson_and_checks_an_answer_in_jupyterlab(tmp_path,
             run_all(page)  # stops at the next answer, still a stub
             text = output_text(page, test)
             assert checks and all(f"[pass] {name}" in text for name in checks), text
+            cells(page).nth(test).scroll_into_view_if_needed()
             screenshot(page, "handout-exercise")
         except Exception:
             screenshot(page, "handout-failure")
