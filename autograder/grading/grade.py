@@ -88,7 +88,7 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None, roster
             if sub.notebook is None:
                 continue
             folder = course.submitted_dir(assignment, sub.student_id)
-            state = course.autograded_dir(assignment, sub.student_id) / STATE_FILE
+            state = _state_file(course, assignment, sub.student_id)
             # A new due date or submission time changes the penalty: grade again.
             keys[sub.student_id] = {"sha256": sub.sha256, "submitted_at": _iso(sub.submitted_at), "due": _iso(due)}
             if not force and state.exists() and _unchanged(json.loads(state.read_text()), keys[sub.student_id]):
@@ -143,7 +143,7 @@ def _refresh_feedback(course, assignment, found, to_grade, outcomes):
     changed since (a manual score, a comment); remember, for every page, what it shows."""
     marks = pipeline.grader_marks(course, assignment)
     graded_now = {s.student_id for s in to_grade if outcomes.get(s.student_id, {}).get("success")}
-    states = {s.student_id: course.autograded_dir(assignment, s.student_id) / STATE_FILE
+    states = {s.student_id: _state_file(course, assignment, s.student_id)
               for s in found if s.notebook is not None}
     stale = [student for student, state in states.items() if student not in graded_now and state.exists()
              and json.loads(state.read_text()).get("marks") != marks.get(student)]
@@ -180,6 +180,11 @@ def _copy_feedback_pages(course, assignment, master, found, rows, folder):
             reports.add_notes_to_feedback(page, row)
         else:
             reports.write_plain_feedback(page, row, master.name)
+
+
+def _state_file(course, assignment, student):
+    """What the grader remembers of a student's graded submission (STATE_FILE)."""
+    return course.autograded_dir(assignment, student) / STATE_FILE
 
 
 def _iso(when):
@@ -221,7 +226,7 @@ def _autograde(course, assignment, subs, graders, keys):
         if not interactive:
             log.info("graded %s (%d/%d)%s", student, len(finished), len(subs), "" if result["success"] else ": FAILED")
         if result["success"]:
-            state = course.autograded_dir(assignment, student) / STATE_FILE
+            state = _state_file(course, assignment, student)
             state.write_text(json.dumps({**keys[student], "seconds": round(result["seconds"], 4)}))
 
     try:

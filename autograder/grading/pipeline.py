@@ -164,23 +164,17 @@ class Graders:
 
 class Dealer:
     """Hands the grading processes their tasks through the queue they share: the students,
-    a few at a time, then, with ``feedback``, the pages of those graded. Pages are dealt
-    once fewer students are left to grade than there are processes: one that sits out a
-    slow submission (a time-out) leaves the others idle, and they write the pages of those
-    already graded meanwhile. Each takes a share in one feedback run: nbgrader's start of a
-    run costs as much as several pages, so pages are not written a few at a time between
-    students."""
+    then, with ``feedback``, the pages of those graded. Pages are dealt once fewer students
+    are left to grade than there are processes: one that sits out a slow submission (a
+    time-out) leaves the others idle, and they write the pages of those already graded
+    meanwhile. Each takes a share in one feedback run: nbgrader's start of a run costs as
+    much as several pages, so pages are not written a few at a time between students."""
 
     def __init__(self, tasks, workers, students, feedback):
         self.tasks, self.workers, self.feedback = tasks, workers, feedback
-        self.waiting, self.left = list(students), len(students)
-        self.ready, self.dealt = [], 0
-        for _ in range(2 * workers):  # one to grade and one to take next, for each process
-            self._hand_out()
-
-    def _hand_out(self):
-        if self.waiting:
-            self.tasks.put(self.waiting.pop(0))
+        self.left, self.ready, self.dealt = len(students), [], 0
+        for student in students:
+            tasks.put(student)
 
     def watching(self, progress):
         """``progress`` for _collect, that also deals."""
@@ -192,7 +186,6 @@ class Dealer:
 
     def graded(self, student, success):
         self.left -= 1
-        self._hand_out()
         if self.feedback and success:
             self.ready.append(student)
         if self.ready and self.left < self.workers:  # a process is idle, or will be when this is dealt
