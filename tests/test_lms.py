@@ -21,8 +21,8 @@ RELEASE = kit.release_notebook()
 HOUR = 3600
 
 
-def collect(path, roster=None):
-    return {s.student_id: s for s in intake.collect(path, "demo", RELEASE, roster=roster)}
+def collect(path, roster=None, file_times=False):
+    return {s.student_id: s for s in intake.collect(path, "demo", RELEASE, roster=roster, file_times=file_times)}
 
 
 def zipped(folder, archive):
@@ -104,7 +104,7 @@ def test_files_that_merely_look_like_canvas_names_stay_ordinary_students(tmp_pat
 @pytest.mark.parametrize("as_zip", [False, True], ids=["unpacked", "zip"])
 def test_a_moodle_download_is_one_student_per_participant(tmp_path, as_zip):
     path = moodle_download(tmp_path / "submissions")
-    found = collect(zipped(path, tmp_path / "submissions.zip") if as_zip else path)
+    found = collect(zipped(path, tmp_path / "submissions.zip") if as_zip else path, file_times=True)
     assert sorted(found) == ["1234567", "1234568", "1234569"]  # Jane's online text is not a second student
     assert [(s.name, s.status, s.late) for s in found.values()] == [
         ("Jane Doe", None, False), ("Bob Smith", None, False), ("Ann Lee", None, False)]
@@ -112,7 +112,7 @@ def test_a_moodle_download_is_one_student_per_participant(tmp_path, as_zip):
     assert ann.path == "Ann Lee_1234569_assignsubmission_file_/demo (1).ipynb"
     assert ann.notes == ["2 attempts; graded the latest, Ann Lee_1234569_assignsubmission_file_/demo (1).ipynb; "
                          "ignored Ann Lee_1234569_assignsubmission_file_/demo.ipynb"]
-    assert ann.file_time > os.stat(path / "Ann Lee_1234569_assignsubmission_file_" / "demo.ipynb").st_mtime
+    assert ann.submitted_at.timestamp() > os.stat(path / "Ann Lee_1234569_assignsubmission_file_" / "demo.ipynb").st_mtime
 
 
 def test_a_moodle_download_without_folders(tmp_path):

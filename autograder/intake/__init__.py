@@ -52,7 +52,6 @@ class Submission:
     lms_id: str = ""  # the id the LMS's download named the student by
     name: str = ""  # from the roster, else as the LMS wrote it
     late: bool = False  # the LMS marked the graded file late (Canvas)
-    file_time: float = None  # the graded file's modification time (in a zip, its member's date)
     # When it was handed in (timezone-aware; None: not known) and where that came from; an
     # intake that knows better (an LMS's own record) sets these.
     submitted_at: datetime = None
@@ -456,7 +455,6 @@ def _one_student(student, candidate, root, assignment, release_nb, wanted, damag
                          f"ignored {others}")
     path, nb, notes, status, sub.sha256 = pool[0]
     sub.path = str(Path(path).relative_to(root))
-    sub.file_time = Path(path).stat().st_mtime
     sub.notes.extend(notes)
     own_folder = root / Path(sub.path).parts[0] if len(Path(sub.path).parts) > 1 else None
     sub.submitted_at, sub.time_source, notes = timestamps.submission_time(Path(path), own_folder, file_times)
