@@ -33,6 +33,7 @@ from copydetect import CodeFingerprint, compare_files
 from copydetect.utils import highlight_overlap
 
 from autograder import settings
+from autograder.outputs import reports
 
 # Only this much of an answer is read: lexing cost grows with it, and a copy shows well before.
 MAX_ANSWER_CHARS = 20_000
@@ -117,9 +118,8 @@ def find(notebooks, release_nb, threshold=settings.SIMILARITY_THRESHOLD, k=setti
     return matches
 
 
-STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-         "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}"
-         ".pair{display:flex;gap:1em}.pair>div{flex:1;min-width:0}"
+# The report's page style, and two answers side by side.
+STYLE = (reports.PAGE_STYLE + ".pair{display:flex;gap:1em}.pair>div{flex:1;min-width:0}"
          "pre{background:#f6f6f6;padding:.5em;overflow-x:auto;white-space:pre-wrap}mark{background:#fd6}")
 
 
