@@ -21,9 +21,8 @@ def _utc(naive):
 
 
 def due_date(course, assignment, record=None):
-    """The assignment's due date (aware, or None), after recording ``record`` as it."""
-    if record is not None:
-        pipeline.ensure_assignment(course, assignment)
+    """The assignment's due date (aware, or None), after recording ``record`` as it (the
+    assignment is in the gradebook: pipeline.ensure_assignment)."""
     pipeline.use_speedups(course)
     with Gradebook(course.db_url) as gb:
         if record is not None:
