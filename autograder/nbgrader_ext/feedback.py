@@ -4,17 +4,20 @@ feedback made by the hundred.
 The page is nbconvert's HTMLExporter with nbgrader's feedback template, extended where a
 student could not act on it (``TEMPLATE`` in ``templates/``: named questions, grades
 awaiting manual grading, each verdict once, wrapped lines, bordered tables). The rest
-changes only cost. The master's markdown and code recur in every student's page, so their
-rendering is cached; and nbconvert's last step, a full BeautifulSoup parse of the page to
-give images without alt text a default one (more than half of the time), is a regular
-expression here. Its other step, tabindex on JupyterLab-template cells, finds nothing in
-nbgrader's classic-based template. The notebook is validated once (exporters.ValidateOnce).
+changes only cost. nbgrader makes a new exporter for every feedback run, which would
+compile the page's ten templates again (a tenth of a second): their compiled code is kept
+for the process in jinja2's own bytecode cache. The master's markdown and code recur in
+every student's page, so their rendering is cached for the process too. nbconvert's last
+step, a full BeautifulSoup parse of the page to give images without alt text a default
+one (more than half of the time), is a regular expression here. Its other step, tabindex
+on JupyterLab-template cells, finds nothing in nbgrader's classic-based template. The
+notebook is validated once (exporters.ValidateOnce).
 """
 import re
 from pathlib import Path
 
 import nbgrader
-from jinja2 import pass_context
+from jinja2 import BytecodeCache, pass_context
 from nbconvert.exporters import HTMLExporter, TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
@@ -44,6 +47,22 @@ class CachedHighlight(Highlight2HTML):
         return self._done[key]
 
 
+class CompiledTemplates(BytecodeCache):
+    """jinja2's bytecode cache, in this process's memory: a template's compiled code,
+    valid while its source is unchanged (jinja2 checks the source's checksum)."""
+
+    def __init__(self):
+        self.compiled = {}  # bucket key -> (source checksum, code)
+
+    def load_bytecode(self, bucket):
+        checksum, code = self.compiled.get(bucket.key, (None, None))
+        if checksum == bucket.checksum:
+            bucket.code = code
+
+    def dump_bytecode(self, bucket):
+        self.compiled[bucket.key] = (bucket.checksum, bucket.code)
+
+
 class FeedbackPageExporter(HTMLExporter):
     """nbconvert's HTMLExporter with the feedback page's template, configured on this class
     (more specific than the ``HTMLExporter.template_name`` nbgrader sets for its feedback),
@@ -51,10 +70,15 @@ class FeedbackPageExporter(HTMLExporter):
 
 
 class FeedbackHTMLExporter(ValidateOnce, FeedbackPageExporter):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._markdown = {}
-        self._highlighters = {}
+    # For the process: every exporter of it has the same configuration (the course's).
+    _compiled = CompiledTemplates()
+    _markdown = {}
+    _highlighters = {}
+
+    def _create_environment(self):
+        environment = super()._create_environment()
+        environment.bytecode_cache = self._compiled
+        return environment
 
     @pass_context
     def markdown2html(self, context, source):
