@@ -29,6 +29,7 @@ from autograder.grading.course import Course, jobs, warm_lanes
 from autograder.nbgrader_ext import ExecuteSandboxed
 
 log = logging.getLogger(__name__)
+FEEDBACK_SHARE = 10  # feedback pages a grading process writes in one run while others are graded
 
 # nbgrader's gradebook code trips SQLAlchemy's autoflush warnings on every notebook: noise.
 warnings.filterwarnings("ignore", category=sqlalchemy.exc.SAWarning)
@@ -163,18 +164,20 @@ class Graders:
 
 
 class Dealer:
-    """Hands the grading processes their tasks through the queue they share: the students,
-    then, with ``feedback``, the pages of those graded. Pages are dealt once fewer students
-    are left to grade than there are processes: one that sits out a slow submission (a
-    time-out) leaves the others idle, and they write the pages of those already graded
-    meanwhile. Each takes a share in one feedback run: nbgrader's start of a run costs as
-    much as several pages, so pages are not written a few at a time between students."""
+    """Hands the grading processes their tasks through the queue they share. Students go
+    in as processes take them (two ahead for each process), so that the pages of those
+    graded, with ``feedback``, come before the next student: in shares of
+    ``FEEDBACK_SHARE`` as they are ready (each a feedback run, which costs about two pages
+    to start), and few are left for the end. Once fewer students are left to grade than
+    there are processes, what is ready is split among them: one that sits out a slow
+    submission (a time-out) leaves the others idle, and they write the pages meanwhile."""
 
     def __init__(self, tasks, workers, students, feedback):
         self.tasks, self.workers, self.feedback = tasks, workers, feedback
+        self.waiting = list(reversed(students))
         self.left, self.ready, self.dealt = len(students), [], 0
-        for student in students:
-            tasks.put(student)
+        for _ in range(workers * 2):
+            self._next_student()
 
     def watching(self, progress):
         """``progress`` for _collect, that also deals."""
@@ -189,11 +192,20 @@ class Dealer:
         if self.feedback and success:
             self.ready.append(student)
         if self.ready and self.left < self.workers:  # a process is idle, or will be when this is dealt
-            size = -(-len(self.ready) // self.workers)
-            for start in range(0, len(self.ready), size):
-                self.tasks.put(("feedback", self.ready[start:start + size]))
-            self.dealt += len(self.ready)
-            self.ready = []
+            self._deal(-(-len(self.ready) // self.workers))
+        elif len(self.ready) >= FEEDBACK_SHARE:
+            self._deal(FEEDBACK_SHARE)
+        self._next_student()
+
+    def _next_student(self):
+        if self.waiting:
+            self.tasks.put(self.waiting.pop())
+
+    def _deal(self, size):
+        for start in range(0, len(self.ready), size):
+            self.tasks.put(("feedback", self.ready[start:start + size]))
+        self.dealt += len(self.ready)
+        self.ready = []
 
 
 def _collect(done, students, progress, workers):
