@@ -30,3 +30,36 @@ def test_pages_of_the_graded_are_written_while_a_slow_submission_runs(tmp_path, 
         assert graded.rows[student].score == graded.rows[student].max_score - 2  # the written answer is pending
     assert graded.feedback_path("a_slow").exists()
     assert all(graded.feedback_path(s).exists() for s in QUICK)
+
+
+def test_pages_are_dealt_in_shares_ahead_of_the_students_still_to_grade():
+    """The Dealer's order, as the grading processes take from the queue: a share of pages
+    comes before the next student once it is ready, and what is left at the end is split."""
+    import queue
+
+    from autograder.grading.pipeline import FEEDBACK_SHARE, Dealer
+
+    students = [f"s{i:02d}" for i in range(3 * FEEDBACK_SHARE)]
+    tasks = queue.Queue()
+    dealer = Dealer(tasks, 2, students, feedback=True)
+    taken = []
+
+    def take():
+        taken.append(tasks.get_nowait())
+        return taken[-1]
+
+    graded = 0
+    while graded < len(students):
+        task = take()
+        if isinstance(task, str):
+            dealer.graded(task, success=True)
+            graded += 1
+    while not tasks.empty():
+        take()
+    shares = [(taken.index(t), t[1]) for t in taken if isinstance(t, tuple)]
+    assert sorted(s for _, share in shares for s in share) == students  # every page, once
+    first_share_at, first_share = shares[0]
+    assert first_share == students[:FEEDBACK_SHARE]
+    # Taken while most students were still to grade, not after them all.
+    assert sum(isinstance(t, str) for t in taken[first_share_at:]) >= len(students) - FEEDBACK_SHARE - 4
+    assert len(shares[-1][1]) <= FEEDBACK_SHARE
