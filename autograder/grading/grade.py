@@ -156,9 +156,11 @@ def _refresh_feedback(course, assignment, found, to_grade, outcomes):
 
 def _similarity_report(out, found, release_nb, assignment, threshold):
     """Write similarity.html in a thread of this process; its future."""
+    # Here, not at the top: the grading processes, forked before, need not inherit copydetect.
+    # In this thread: its import puts stand-ins in sys.modules for a moment.
+    from autograder.outputs import similarity
+
     def write():
-        # copydetect loads matplotlib, which the grading processes need not inherit.
-        from autograder.outputs import similarity
         similarity.write(out / "similarity.html", {s.student_id: s.notebook for s in found if s.notebook is not None},
                          release_nb, assignment, threshold)
 
