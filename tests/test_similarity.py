@@ -1,5 +1,6 @@
 """similarity.html: copied answers are listed side by side, renamed or not; what the release
 gave, stubs left as given and what many students write on their own are not."""
+import subprocess
 import sys
 from pathlib import Path
 
@@ -100,3 +101,15 @@ def test_a_grading_run_writes_the_report_and_links_it(tmp_path, tmp_path_factory
     assert "href='similarity.html'" in (graded.out / "report.html").read_text()
     page = kit.visible_text((graded.out / "similarity.html").read_text())
     assert "count_params: ada and ben, 100%" in page and "cy " not in page
+
+
+def test_copydetect_comes_without_matplotlib_and_leaves_it_importable():
+    """copydetect's pyplot import is stood in for while it loads; a real import works after."""
+    probe = ("import sys\n"
+             "from autograder.outputs import similarity\n"
+             "assert 'matplotlib' not in sys.modules and 'matplotlib.pyplot' not in sys.modules\n"
+             "import matplotlib.pyplot as plt\n"
+             "print(plt.Figure.__name__)\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Figure"
