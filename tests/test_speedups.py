@@ -122,3 +122,48 @@ def test_the_speedups_do_change_nbgrader_once_applied():
     assert changed.returncode == 0, changed.stderr
     assert {"create_engine", "Gradebook.check_course", "Gradebook.find_grade", "jsonschema"} <= set(
         json.loads(changed.stdout))
+
+
+def _submission_rows(gb, student):
+    """Every row a submission of ``student`` holds, ids left out (each one is new)."""
+    from nbgrader.api import Comment, Grade, SubmittedAssignment
+    submission = gb.find_submission("a1", student)
+    rows = [("submission", submission.assignment_id, str(submission.timestamp), submission.extension)]
+    for notebook in submission.notebooks:
+        rows.append(("notebook", notebook.notebook_id, notebook.flagged, notebook.late_submission_penalty))
+        for table in (Grade, Comment):
+            for row in gb.db.query(table).filter(table.notebook_id == notebook.id):
+                columns = {c.name: getattr(row, c.name) for c in table.__table__.columns
+                           if c.name not in ("id", "notebook_id")}
+                rows.append((table.__name__, json.dumps(columns, sort_keys=True, default=str)))
+    assert isinstance(submission, SubmittedAssignment)
+    return sorted(rows, key=str)
+
+
+def test_submissions_added_at_once_hold_the_rows_nbgrader_adds(tmp_path):
+    """add_submission's grade and comment rows, made with one INSERT per table, are the rows
+    nbgrader's own makes for every kind of cell; its errors are nbgrader's too."""
+    from nbgrader.api import InvalidEntry
+    speedups.apply()
+    assert Gradebook.add_submission is speedups.add_submission
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
+        gb.add_assignment("a1")
+        gb.add_notebook("nb1", "a1")
+        gb.add_grade_cell("graded", "nb1", "a1", max_score=2, cell_type="code")
+        gb.add_solution_cell("answer", "nb1", "a1")
+        gb.add_grade_cell("answer", "nb1", "a1", max_score=1, cell_type="markdown")
+        gb.add_task_cell("task", "nb1", "a1", max_score=3, cell_type="markdown")
+        for student in ("ours", "nbgraders"):
+            gb.add_student(student)
+        submitted = gb.add_submission("a1", "ours", timestamp="2026-03-01 12:00:00 UTC")
+        speedups._add_submission(gb, "a1", "nbgraders", timestamp="2026-03-01 12:00:00 UTC")
+        assert submitted.student_id == "ours" and len(submitted.notebooks[0].grades) == 3
+        assert _submission_rows(gb, "ours") == _submission_rows(gb, "nbgraders")
+        assert len(_submission_rows(gb, "ours")) == 2 + 3 + 2  # the submission, its notebook, grades, comments
+        with pytest.raises(MissingEntry) as mine:
+            gb.add_submission("a1", "nobody")
+        with pytest.raises(MissingEntry) as theirs:
+            speedups._add_submission(gb, "a1", "nobody")
+        assert str(mine.value) == str(theirs.value)
+        with pytest.raises(InvalidEntry):
+            gb.add_submission("a1", "ours", extension="not a time")

@@ -17,11 +17,13 @@ import nbgrader.nbgraderformat.common
 import sqlalchemy
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
-from nbgrader.api import (Assignment, Comment, Grade, GradeCell, MissingEntry, Notebook, SolutionCell, SourceCell,
-                          Student, SubmittedAssignment, SubmittedNotebook, TaskCell)
+from nbgrader import utils
+from nbgrader.api import (Assignment, Comment, Grade, GradeCell, InvalidEntry, MissingEntry, Notebook, SolutionCell,
+                          SourceCell, Student, SubmittedAssignment, SubmittedNotebook, TaskCell, new_uuid)
 from nbgrader.dbutil import ALEMBIC_DIR
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import undefer
-from sqlalchemy.orm.exc import NoResultFound
+from sqlalchemy.orm.exc import FlushError, NoResultFound
 
 
 @functools.lru_cache(maxsize=None)
@@ -218,6 +220,40 @@ _FOUND_BY_STATEMENT = {  # nbgrader's find_X: (entity, joins, conditions on its 
 }
 
 
+_add_submission = nbgrader.api.Gradebook.add_submission
+_SUBMISSION_FIELDS = {"timestamp", "extension"}
+
+
+def add_submission(self, assignment, student, **kwargs):
+    """Gradebook.add_submission: the same rows (a submission, its notebooks, an empty grade
+    and comment per cell, with the columns' defaults), written with one INSERT per table,
+    where nbgrader builds an ORM object for each (some thirty a student) and flushes them."""
+    if set(kwargs) - _SUBMISSION_FIELDS:
+        return _add_submission(self, assignment, student, **kwargs)
+    if "timestamp" in kwargs:
+        kwargs["timestamp"] = utils.parse_utc(kwargs["timestamp"])
+    master = self.find_assignment(assignment)
+    self.find_student(student)
+    submission_id = new_uuid()
+    try:
+        self.db.execute(sqlalchemy.insert(SubmittedAssignment),
+                        [{"id": submission_id, "assignment_id": master.id, "student_id": student, **kwargs}])
+        for notebook in master.notebooks:
+            notebook_id = new_uuid()
+            self.db.execute(sqlalchemy.insert(SubmittedNotebook),
+                            [{"id": notebook_id, "assignment_id": submission_id, "notebook_id": notebook.id}])
+            for table, cells in ((Grade, notebook.grade_cells + notebook.task_cells),
+                                 (Comment, notebook.solution_cells + notebook.task_cells)):
+                if cells:
+                    self.db.execute(sqlalchemy.insert(table),
+                                    [{"notebook_id": notebook_id, "cell_id": cell.id} for cell in cells])
+        self.db.commit()
+    except (IntegrityError, FlushError, StatementError) as e:
+        self.db.rollback()
+        raise InvalidEntry(*e.args)
+    return self.db.get(SubmittedAssignment, submission_id)
+
+
 def alembic_head():
     """The gradebook schema's version, which nbgrader records in a new gradebook by running
     the `alembic` command (4 s); read from the same migration scripts in this process."""
@@ -272,6 +308,7 @@ def apply():
     nbgrader.api.get_alembic_version = alembic_head
     nbgrader.api.inspect = _TableNames
     nbgrader.api.Gradebook.check_course = check_course
+    nbgrader.api.Gradebook.add_submission = add_submission
     for name, load_all in [("find_source_cell", _master_cells(SourceCell)), ("find_graded_cell", _graded_cells),
                            ("find_grade", _submitted(Grade, GradeCell, TaskCell, undeferred=[Grade.max_score])),
                            ("find_comment", _submitted(Comment, SolutionCell, TaskCell))]:
