@@ -739,14 +739,25 @@ def serve_lanes(shell, lanes):
         os.waitpid(pid, 0)
 
 
+# torch's common layers, once forward and backward: the first use of each in a process
+# costs milliseconds (lazy set-up in torch), which every child would pay again.
+TORCH_WARM_UP = """\
+import torch
+from torch import nn
+warm = nn.Sequential(nn.Conv2d(3, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.LazyLinear(4), nn.Tanh(),
+                     nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Sigmoid(), nn.Dropout(0.5), nn.Linear(3, 1))
+nn.functional.mse_loss(warm(torch.rand(2, 3, 5, 5)), torch.rand(2, 1)).backward()
+warm.load_state_dict(warm.state_dict())
+"""
+
+
 def warm_up(shell, optimizers):
-    """Run the shell's own code paths once, torch's convolution (its first call sets up
-    oneDNN, a few ms) and, with ``optimizers``, torch's lazily imported optimizer
-    machinery, whose first use costs seconds, for every submission to come. The names
-    this defines are removed: a student's code starts from a kernel's namespace."""
+    """Run the shell's own code paths once, torch's common layers (TORCH_WARM_UP) and, with
+    ``optimizers``, torch's lazily imported optimizer machinery, whose first use costs
+    seconds, for every submission to come. The names this defines are removed: a
+    student's code starts from a kernel's namespace."""
     before = set(shell.user_ns)
-    run_cell(shell, "import torch\nwarm = torch.nn.functional.conv2d(torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 2, 2))\n"
-             + ("torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1).step()" if optimizers else ""))
+    run_cell(shell, TORCH_WARM_UP + ("torch.optim.SGD(warm.parameters(), lr=0.1).step()" if optimizers else ""))
     for name in set(shell.user_ns) - before:
         del shell.user_ns[name]
 
