@@ -113,3 +113,19 @@ def test_copydetect_comes_without_matplotlib_and_leaves_it_importable():
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "Figure"
+
+
+def test_the_similarity_report_yields_the_processor_to_grading(monkeypatch, tmp_path):
+    """It is written in a thread of its own at the lowest priority, while the grading
+    processes work; the run's own thread keeps its priority."""
+    import os
+    import threading
+
+    from autograder.grading import grade
+    before = os.getpriority(os.PRIO_PROCESS, 0)  # 0: the calling thread, on Linux
+    seen = []
+    monkeypatch.setattr(similarity, "write",
+                        lambda *args: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+    grade._similarity_report(tmp_path, [], None, "a1", 0.5).result(timeout=30)
+    assert seen == [grade.SIMILARITY_NICENESS] and grade.SIMILARITY_NICENESS > before
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before

@@ -1,8 +1,10 @@
 """``python -m autograder grade``: a folder of submissions to grades, feedback and a report."""
 import json
 import logging
+import os
 import shutil
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = ".autograder.json"  # in each autograded folder: the submission it graded
 TAMPERING = "tampering suspected"  # the executor found the grading machinery patched or bypassed
 PROBLEM_STATUSES = {status: name for status, (name, _) in nbcheck.CELL_PROBLEMS.items()}
+SIMILARITY_NICENESS = 19  # the similarity report's thread yields the processor to grading
 
 
 @dataclass
@@ -161,6 +164,9 @@ def _similarity_report(out, found, release_nb, assignment, threshold):
     from autograder.outputs import similarity
 
     def write():
+        # Wanted only once all are graded: it takes the processor time grading leaves
+        # (Linux sets a thread's own niceness by its thread id).
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SIMILARITY_NICENESS)
         similarity.write(out / "similarity.html", {s.student_id: s.notebook for s in found if s.notebook is not None},
                          release_nb, assignment, threshold)
 
