@@ -75,3 +75,38 @@ def test_an_output_nested_too_deeply_costs_only_itself(tmp_path):
     assert result.scores == result.max_scores
     shown = "".join(o.get("text", "") for o in kit.cell(result.notebook, "count_params").outputs)
     assert "nested too deeply" in shown
+
+
+class _Worker:
+    """What _collect asks of a grading process."""
+
+    def __init__(self, pid):
+        self.pid, self.alive = pid, True
+
+    def is_alive(self):
+        return self.alive
+
+
+def test_a_grading_process_that_dies_costs_only_the_student_it_was_grading():
+    """One process dies mid-student while another, alive, has nothing left to do: the batch
+    still ends, that student failed, every other graded."""
+    import queue
+    import threading
+
+    from autograder.grading.pipeline import _collect
+    dying, living = _Worker(101), _Worker(102)
+    done = queue.Queue()
+    graded = {"success": True, "error": None, "seconds": 0.1}
+    for message in [("s1", {"started": 101}), ("s2", {"started": 102}), ("s2", graded),
+                    ("s3", {"started": 102}), ("s3", graded)]:
+        done.put(message)
+    dying.alive = False  # killed while it graded s1
+    seen, finished = [], {}
+    collecting = threading.Thread(target=lambda: finished.update(
+        _collect(done, ["s1", "s2", "s3"], lambda student, result: seen.append(student), [dying, living])))
+    collecting.start()
+    collecting.join(timeout=30)
+    assert not collecting.is_alive(), "the batch waited for ever on the dead process's student"
+    assert finished["s1"] == {"success": False, "error": "the grading process died"}
+    assert finished["s2"] == finished["s3"] == graded
+    assert seen == ["s2", "s3", "s1"]  # the dead one reported too: the dealer deals on

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import os
 import queue
 import tempfile
 import threading
@@ -208,20 +209,37 @@ class Dealer:
         self.ready = []
 
 
+DIED = {"success": False, "error": "the grading process died"}
+
+
 def _collect(done, students, progress, workers):
-    results = {}
+    """{student: result} as the grading processes report them. A process that dies takes
+    the student it was grading with it (it said which, as it started): that student is
+    reported failed and the others go on; once none is left alive, so are all the rest."""
+    results, grading = {}, {}  # grading: {pid of a process: the student it started}
+
+    def report(student, result):
+        results[student] = result
+        if progress:
+            progress(student, result)
+
     while len(results) < len(students):
         try:
             student, result = done.get(timeout=1)
         except queue.Empty:
-            if workers and not any(w.is_alive() for w in workers):
+            alive = {w.pid for w in workers if w.is_alive()}
+            if not alive:  # none left (in this process: none ever), so no result will come
                 break
+            for pid in set(grading) - alive:
+                report(grading.pop(pid), dict(DIED))
             continue
-        results[student] = result
-        if progress:
-            progress(student, result)
-    for student in students:  # a grading process died under them; the next run retries
-        results.setdefault(student, {"success": False, "error": "the grading process died"})
+        if "started" in result:
+            grading[result["started"]] = student
+            continue
+        grading = {pid: taken for pid, taken in grading.items() if taken != student}
+        report(student, result)
+    for student in students:  # the next run retries them
+        results.setdefault(student, dict(DIED))
     return results
 
 
@@ -255,6 +273,7 @@ def _grading_process(course, assignment, tasks, done, lane=None, other_lanes=())
             if isinstance(task, tuple):
                 _write_feedback(api, course, assignment, task[1])
                 continue
+            done.put((task, {"started": os.getpid()}))
             started = time.perf_counter()
             try:
                 result = api.autograde(assignment, task, force=True, create=True)
