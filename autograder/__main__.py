@@ -1,6 +1,8 @@
 """Command line: ``python -m autograder {grade,check,gradescope,handout} ...``; it only wires the stages."""
 import argparse
+import atexit
 import logging
+import os
 import re
 import sys
 import zipfile
@@ -178,5 +180,18 @@ def main(argv=None):
         return 0
 
 
+def leave(status):
+    """End the process with ``status`` once its exit handlers have run and its output is
+    flushed, without tearing the interpreter down: freeing, one by one, every object of
+    nbgrader, SQLAlchemy and the notebooks read takes about 0.3 s and writes nothing."""
+    atexit._run_exitfuncs()  # what interpreter shutdown would run first (temporary folders, logging)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: the shutdown would lose the output too
+            pass
+    os._exit(status or 0)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

@@ -88,3 +88,21 @@ def test_a_run_started_in_the_background_suspects_no_one(tmp_path):
     with open(tmp_path / "out" / "grades.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["score"], r["status"], r["notes"]) for r in rows] == [("12", "graded", "")], rows
+
+
+def test_a_command_ends_without_teardown_yet_runs_its_exit_handlers_and_flushes(tmp_path):
+    """``leave`` skips the interpreter's teardown: what the exit handlers do (temporary
+    folders removed, logs flushed) and everything printed must still happen."""
+    marker = tmp_path / "handler-ran"
+    script = ("import atexit, sys\n"
+              "from autograder.__main__ import leave\n"
+              f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+              "print('the table', end='')\n"  # piped: held in Python's buffer
+              "sys.stderr.write('to stderr')\n"
+              "leave(3)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as usual
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                          env=dict(env, PYTHONPATH=str(ROOT)), timeout=60)
+    assert done.returncode == 3
+    assert done.stdout == "the table" and done.stderr == "to stderr"
+    assert marker.read_text() == "ran"
