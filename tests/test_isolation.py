@@ -473,3 +473,29 @@ def test_a_database_servers_unix_socket_is_out_of_reach():
     finally:
         server.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- the rest of the machine ------------------------------------------------------------------
+
+@root_only
+@pytest.mark.parametrize("parent", ["/var/lib", "/opt", "/home"])
+def test_another_copy_of_the_course_elsewhere_on_the_machine_is_out_of_sight(sandboxed, parent):
+    """An earlier term's course folder, a backup or another checkout, readable by anyone:
+    the sandbox shows only the system's programs and libraries and the Python
+    installation, not whatever lies outside the folders it knows to hide."""
+    if not os.path.isdir(parent):
+        pytest.skip(f"{parent} does not exist here")
+    copy = tempfile.mkdtemp(dir=parent, prefix="course-copy-")
+    try:
+        os.chmod(copy, 0o755)
+        master = Path(copy, "source", "param_access", "param_access.ipynb")
+        master.parent.mkdir(parents=True)
+        master.parent.parent.chmod(0o755)
+        master.parent.chmod(0o755)
+        master.write_text("the master's solution")
+        master.chmod(0o644)
+        said = printed(run(sandboxed, f"try:\n    print(open({str(master)!r}).read())\n"
+                                      "except OSError as e:\n    print('unreadable', type(e).__name__)"))
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    assert said.startswith("unreadable"), said

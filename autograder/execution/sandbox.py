@@ -3,9 +3,9 @@
 Three layers:
 
 * ``bwrap_command`` wraps a whole executor process in bubblewrap: no network, its own
-  PID namespace, the file system read-only, and the course directory, the submissions,
-  the outputs, the home directory and /tmp hidden behind empty tmpfs mounts (only the
-  Python installation is mounted back, read-only).
+  PID namespace, and of the file system only the system's programs and libraries and
+  the Python installation, read-only; the course directory, the submissions, the
+  outputs, the home directory and /tmp are empty tmpfs mounts wherever they would show.
 * ``submission_space`` gives each submission, when the executor runs as root, a folder
   on a tmpfs of its own, bounded in size and files, which is also its /dev/shm, in a
   mount namespace of its lane's (``private_mounts``); it goes when the submission ends.
@@ -105,28 +105,48 @@ def sandbox_scratch(scratch):
     return os.path.join("/tmp", os.path.basename(scratch))
 
 
+# What a sandbox shows of the machine besides the Python installation, read-only: its
+# programs and libraries, and the few settings the dynamic loader and fontconfig read.
+# Nothing else is mounted, so no other folder on the machine (another copy of the
+# course, an earlier term's, a backup) can be read, wherever it is.
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/sys", "/etc/ld.so.cache",
+                "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/fonts")
+
+
 def bwrap_command(argv, *, hidden, scratch, expose=(), writable=()):
     """The bwrap command line that runs ``argv`` confined, with ``scratch`` writable at
     ``sandbox_scratch(scratch)``, where it starts.
 
-    ``hidden`` are directories masked by empty tmpfs mounts (course, submissions, output);
-    ``expose`` are paths mounted back read-only (besides the Python installation);
-    ``writable`` are folders bound writable where they are (the slots' cgroups).
+    The root is empty but for SYSTEM_PATHS and the Python installation. ``hidden`` are
+    directories masked by empty tmpfs mounts (course, submissions, output), should they lie
+    inside what is shown; so are the home directory and /tmp. ``expose`` are paths mounted
+    read-only (besides the Python installation); ``writable`` are folders bound writable
+    where they are (the slots' cgroups).
     """
-    cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-           "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-           "--die-with-parent", "--new-session"]
+    cmd, shown = ["bwrap"], Shown()
+    for path in SYSTEM_PATHS:
+        if os.path.islink(path):
+            cmd += shown.folders_to(path) + ["--symlink", os.readlink(path), path]
+        elif os.path.exists(path):
+            cmd += shown.folders_to(path) + ["--ro-bind", path, path]
+            shown.mounted[path] = "system"
+    cmd += ["--dev", "/dev", "--proc", "/proc", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--die-with-parent", "--new-session"]
     masks = {os.path.realpath(p) for p in hidden if p and os.path.exists(p)}
     masks.update(os.path.realpath(p) for p in (os.path.expanduser("~"), "/tmp", "/var/tmp"))
-    for path in sorted(masks, key=len):
-        cmd += ["--perms", "0755", "--tmpfs", path]
-    # Mount back what a mask covered: a venv inside the course dir or /tmp, a pyenv
-    # Python under the home directory, the grading package; at its real place and at the
-    # name the worker knows it by.
-    for path in sorted(set(_exposed_paths()) | set(expose)):
-        for place in sorted({os.path.abspath(path), os.path.realpath(path)}):
-            if _mask_over(masks, place) is not None:
-                cmd += _folders_to(masks, place) + ["--ro-bind", os.path.realpath(path), place]
+    # The Python installation (a venv inside the course dir or /tmp, a pyenv Python under
+    # the home directory) and the grading package, at its real place and at the name the
+    # worker knows it by, unless already in sight. Outer folders first, so that a mask
+    # inside what is shown, or a path shown inside a mask, lies on top.
+    shows = {(place, os.path.realpath(path)) for path in set(_exposed_paths()) | set(expose)
+             for place in (os.path.abspath(path), os.path.realpath(path))}
+    for place, source in sorted([(m, None) for m in masks] + list(shows), key=lambda item: len(item[0])):
+        if source is None:
+            cmd += shown.folders_to(place) + ["--perms", "0755", "--tmpfs", place]
+            shown.mounted[place] = "tmpfs"
+        elif shown.over(place)[1] == "tmpfs":
+            cmd += shown.folders_to(place) + ["--ro-bind", source, place]
+            shown.mounted[place] = "shown"
     for path in writable:
         cmd += ["--bind", path, path]
     Path(scratch).mkdir(parents=True, exist_ok=True)
@@ -135,17 +155,28 @@ def bwrap_command(argv, *, hidden, scratch, expose=(), writable=()):
     return cmd + list(argv)
 
 
-def _mask_over(masks, place):
-    return max((m for m in masks if place.startswith(m + os.sep)), key=len, default=None)
+class Shown:
+    """What a bwrap command line mounts so far: {path: "system" | "tmpfs" | "shown"}, on
+    an empty tmpfs root."""
 
+    def __init__(self):
+        self.mounted, self.made = {"/": "tmpfs"}, set()
 
-def _folders_to(masks, place):
-    """Options that make the folders between ``place`` and the mask over it: bwrap would
-    make them with mode 0700, closed to the unprivileged users the children switch to."""
-    mask = _mask_over(masks, place)
-    between = sorted((Path(mask) / p for p in Path(place).relative_to(mask).parents if str(p) != "."),
-                     key=lambda p: len(p.parts))
-    return [option for folder in between for option in ("--perms", "0755", "--dir", str(folder))]
+    def over(self, place):
+        """(the mount a path lies in, its kind)."""
+        top = max((m for m in self.mounted if place == m or place.startswith(m.rstrip("/") + "/")), key=len)
+        return top, self.mounted[top]
+
+    def folders_to(self, place):
+        """Options that make the folders between ``place`` and the tmpfs it lies on: bwrap
+        would make them with mode 0700, closed to the unprivileged users the children
+        switch to. Inside a bind they are the machine's own."""
+        top, kind = self.over(os.path.dirname(place))
+        if kind != "tmpfs":
+            return []
+        between = [str(p) for p in reversed(Path(place).parents) if len(str(p)) > len(top) and str(p) not in self.made]
+        self.made.update(between)
+        return [option for folder in between for option in ("--perms", "0755", "--dir", folder)]
 
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET = 0x00020000, 0x08000000, 0x40000000
