@@ -156,3 +156,60 @@ def test_a_correct_notebook_with_harmless_hooks_keeps_full_marks(graded):
     meta = result.notebook.metadata.autograder
     assert not meta.tampering
     assert any("pre_run_cell hook" in note for note in meta.notes)  # put back, and said so
+
+
+# Wrong answers whose flaw a test measures with a library function (torch's grad mode,
+# torch.equal, what unpickling may do through pathlib), each graded as it is and with
+# that instrument patched to hide the flaw: the patch must earn nothing, and be reported.
+WRONG = {
+    "param_access": {"make_nest": '''
+def make_nest(in_features=4):
+    model = NestMLP()
+    model(torch.zeros(2, in_features))  # records a graph: no torch.no_grad()
+    return model
+'''},
+    "save_and_freeze": {"checkpoint": '''
+def save_checkpoint(model, path):
+    torch.save(model.state_dict(), path)
+
+
+def load_checkpoint(model, path):
+    model.load_state_dict(torch.load(path, weights_only=False))  # would run pickled code
+    return model.eval()
+''', "standardize": '''
+class Standardize(nn.Module):
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", mean.clone())
+        self.register_buffer("std", std.clone())
+        self.gain = torch.ones_like(mean)  # plain tensors: never trained
+        self.shift = torch.zeros_like(mean)
+        self.first = nn.Parameter(torch.zeros(1))
+        self.second = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std * self.gain + self.shift + 0 * self.first
+'''},
+}
+INSTRUMENT_PATCHES = {
+    "param_access": {"make_nest": "torch.is_grad_enabled = lambda: False\n"},
+    "save_and_freeze": {"checkpoint": '''
+import pathlib
+def touch(self, *args, **kwargs):
+    return None
+touch.__qualname__, touch.__module__ = "Path.touch", "pathlib"
+pathlib.Path.touch = touch
+''', "standardize": "torch.equal = lambda a, b: False\n"},
+}
+
+
+@pytest.mark.parametrize("assignment", sorted(WRONG))
+def test_patching_what_a_test_measures_with_earns_nothing(assignment):
+    patched = {gid: INSTRUMENT_PATCHES[assignment][gid] + source for gid, source in WRONG[assignment].items()}
+    plain, forged_result = pipeline.grade_notebooks(assignment, [submission(assignment, WRONG[assignment]),
+                                                                 submission(assignment, patched)])
+    flawed = [gid for gid in WRONG[assignment] if plain.scores[f"test_{gid}"] < plain.max_scores[f"test_{gid}"]]
+    assert flawed == sorted(WRONG[assignment], key=list(WRONG[assignment]).index), plain.scores  # the flaws show
+    assert forged_result.scores == plain.scores
+    found = forged_result.notebook.metadata.autograder.tampering
+    assert found and not plain.notebook.metadata.autograder.tampering, found

@@ -90,13 +90,9 @@ class Warden:
         shell, machinery = self.shell, self.machinery
         # (label, owner, snapshot): every name of the check helper and the executor's modules;
         # the callables of builtins and classes (their other attributes are data that changes).
-        self.guarded = []
+        self.guarded, self.versions, self.covered = [], [], set()
         for owner in [builtins, nbcheck, *machinery, *type(shell).__mro__[:-1]]:
-            everything = owner is nbcheck or (isinstance(owner, type(sys)) and owner is not builtins)
-            snapshot = {k: v for k, v in vars(owner).items() if everything or _behaviour(v)}
-            self.guarded.append((getattr(owner, "__qualname__", owner.__name__), owner, snapshot))
-        self.versions = [_NamespaceVersion(owner) for _, owner, _ in self.guarded] if _NamespaceVersion.works() \
-            else [None] * len(self.guarded)
+            self._guard(owner, everything=owner is nbcheck or (isinstance(owner, type(sys)) and owner is not builtins))
         self.modules = dict(sys.modules)
         self.lists = self._lists()
         self.saved_lists = {label: list(items) for label, items in self.lists.items()}
@@ -104,6 +100,27 @@ class Warden:
         self.objects = self._objects()
         self.instance = {k: v for k, v in vars(shell).items() if callable(getattr(type(shell), k, None))}
         self.handlers = {s: signal.getsignal(s) for s in _SIGNALS}
+
+    def _guard(self, owner, everything=False):
+        snapshot = {k: v for k, v in vars(owner).items() if everything or _behaviour(v)}
+        self.guarded.append((getattr(owner, "__qualname__", owner.__name__), owner, snapshot))
+        self.versions.append(_NamespaceVersion(owner) if _NamespaceVersion.works() else None)
+
+    def cover(self, sources):
+        """Guard too what these test cells measure with: the modules they import, the classes
+        those define, and the modules and classes their names lead to (``nn.Linear``,
+        ``Path``, ``torch.optim.SGD``), with their base classes; their functions and methods
+        are put back before each test cell, as the snapshot holds them. Called before any
+        student code runs: in the zygote, and in the child for a cell it was not taught."""
+        known = {id(owner) for _, owner, _ in self.guarded}
+        for source in sources:
+            if source in self.covered:
+                continue
+            self.covered.add(source)
+            for owner in _reached(source):
+                if id(owner) not in known:
+                    known.add(id(owner))
+                    self._guard(owner)
 
     # --- the snapshot and its restoration ---
 
@@ -266,6 +283,64 @@ class _NamespaceVersion:
         version.remember()
         del probe["changed"]
         return changed and not version.unchanged() and sys.implementation.name == "cpython"
+
+
+def _reached(source):
+    """The modules and classes a test cell's code reaches by name, as _guard takes them."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names, found = {}, []
+
+    def take(value, members=False):
+        if isinstance(value, type(sys)):
+            found.append(value)
+            if members:  # the classes of a module the cell imports (torch.Tensor, pathlib.Path)
+                for member in list(vars(value).values()):
+                    if isinstance(member, type):
+                        take(member)
+        elif isinstance(value, type):
+            found.extend(k for k in value.__mro__ if k.__flags__ & _HEAP_TYPE)  # built-in types cannot be patched
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                for i in range(1, len(parts) + 1):
+                    take(sys.modules.get(".".join(parts[:i])), members=True)
+                names[alias.asname or parts[0]] = sys.modules.get(alias.name if alias.asname else parts[0])
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            module = sys.modules.get(node.module)
+            take(module, members=True)
+            for alias in node.names:
+                names[alias.asname or alias.name] = _static_attribute(module, alias.name)
+    for name, value in names.items():
+        take(value)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Store):
+            chain = []
+            while isinstance(node, ast.Attribute):
+                chain.append(node.attr)
+                node = node.value
+            value = names.get(node.id) if isinstance(node, ast.Name) else None
+            for attribute in reversed(chain):
+                value = _static_attribute(value, attribute)
+                take(value)
+    return found
+
+
+def _static_attribute(owner, name):
+    """``owner.name`` without running any code (no lazy import, no descriptor): a module's
+    or a class's own entry, else None."""
+    if isinstance(owner, type(sys)):
+        value = vars(owner).get(name)
+        return value if value is not None else sys.modules.get(f"{owner.__name__}.{name}")
+    if isinstance(owner, type):
+        return next((vars(k)[name] for k in owner.__mro__ if name in vars(k)), None)
+    return None
+
+
+_HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by Python code, whose attributes can be set
 
 
 def _behaviour(value):

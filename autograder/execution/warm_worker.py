@@ -450,8 +450,10 @@ def _zygote_loop(control, shell):
             os.close(fds[0])
             control.send(b"%d" % pid)
         elif message.startswith(b"learn "):
+            source, transformed = json.loads(message[6:])
+            WARDEN.cover([source])  # pristine here: every child inherits the snapshot
             try:
-                shell.compile.learn(*json.loads(message[6:]), shell.execution_count, shell.autoawait)
+                shell.compile.learn(source, transformed, shell.execution_count, shell.autoawait)
             except Exception:  # it does not compile: the children will say so, as a kernel would
                 pass
         elif message.startswith(b"wait "):
@@ -483,6 +485,7 @@ def _child(conn, shell):
         shell.known_transforms = {source: transformed for source, (transformed, _) in job["transforms"].items()}
         shell.known_awaits = dict(job["transforms"].values())
         tests = {int(index): names for index, names in job["tests"].items()}
+        guard.cover(cells[index] for index in tests)  # before any student code: a cell the zygote was not taught
         modules = job["test_modules"]
         for index in job["replay"]:
             run_cell(shell, cells[index], test=index in tests)
@@ -750,14 +753,26 @@ nn.functional.mse_loss(warm(torch.rand(2, 3, 5, 5)), torch.rand(2, 1)).backward(
 warm.load_state_dict(warm.state_dict())
 """
 
+# Each optimizer class wraps its step method the first time one is made: made here, the
+# warden's snapshot holds the wrapped methods, and a student's optimizer changes nothing.
+OPTIMIZER_WARM_UP = """
+torch.optim.SGD(warm.parameters(), lr=0.1).step()
+for kind in vars(torch.optim).values():
+    if isinstance(kind, type) and issubclass(kind, torch.optim.Optimizer):
+        try:
+            kind(warm.parameters())
+        except Exception:  # the base class, or one that needs arguments of its own
+            pass
+"""
+
 
 def warm_up(shell, optimizers):
     """Run the shell's own code paths once, torch's common layers (TORCH_WARM_UP) and, with
     ``optimizers``, torch's lazily imported optimizer machinery, whose first use costs
-    seconds, for every submission to come. The names this defines are removed: a
+    seconds (OPTIMIZER_WARM_UP), for every submission to come. The names this defines are removed: a
     student's code starts from a kernel's namespace."""
     before = set(shell.user_ns)
-    run_cell(shell, TORCH_WARM_UP + ("torch.optim.SGD(warm.parameters(), lr=0.1).step()" if optimizers else ""))
+    run_cell(shell, TORCH_WARM_UP + (OPTIMIZER_WARM_UP if optimizers else ""))
     for name in set(shell.user_ns) - before:
         del shell.user_ns[name]
 
