@@ -6,6 +6,7 @@ temporary-folder ones grade a whole batch."""
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -499,3 +500,33 @@ def test_another_copy_of_the_course_elsewhere_on_the_machine_is_out_of_sight(san
     finally:
         shutil.rmtree(copy, ignore_errors=True)
     assert said.startswith("unreadable"), said
+
+
+# --- the kernel's key store ----------------------------------------------------------------------
+
+KEYS = """
+import ctypes, platform
+libc = ctypes.CDLL(None, use_errno=True)
+ADD_KEY, KEYCTL = {"x86_64": (248, 250), "aarch64": (217, 219)}[platform.machine()]
+RINGS = {"session": -3, "user": -4, "user session": -5}
+def keys_in(ring):  # KEYCTL_READ of a keyring: the serial numbers of its keys, 4 bytes each
+    buffer = ctypes.create_string_buffer(4096)
+    size = libc.syscall(ctypes.c_long(KEYCTL), ctypes.c_long(11), ctypes.c_long(ring), buffer, ctypes.c_long(4096))
+    return max(size, 0) // 4
+"""
+
+
+@root_only
+def test_keys_a_student_stores_in_the_kernel_do_not_reach_the_next(sandboxed):
+    """Every submission of a slot runs as its user, whose keyrings the kernel keeps after
+    the user's processes are gone."""
+    if platform.machine() not in ("x86_64", "aarch64"):
+        pytest.skip("the key store's system call numbers are known here for x86_64 and aarch64")
+    stored = printed(run(sandboxed, KEYS + (
+        "for name, ring in RINGS.items():\n"
+        "    libc.syscall(ctypes.c_long(ADD_KEY), b'user', b'left-' + name.encode(), b'answers', ctypes.c_long(7),"
+        " ctypes.c_long(ring))\n"
+        "print({name: keys_in(ring) for name, ring in RINGS.items()})")))
+    assert stored.strip() == "{'session': 1, 'user': 1, 'user session': 1}", stored  # the store works
+    found = printed(run(sandboxed, KEYS + "print({name: keys_in(ring) for name, ring in RINGS.items()})"))
+    assert found.strip() == "{'session': 0, 'user': 0, 'user session': 0}", found

@@ -24,6 +24,7 @@ import fcntl
 import functools
 import math
 import os
+import platform
 import resource
 import shutil
 import subprocess
@@ -418,9 +419,29 @@ def confine_child(limits, slot, workdir, *, channel, cells, namespaces=False):
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
+        fresh_keyrings()
         # Counted per user, so only this submission's processes count.
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
     os.chdir(workdir)
+
+
+# The kernel's key store: keyctl(2) operations and the special keyrings it names.
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(platform.machine())
+KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_CLEAR = 1, 7
+KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = -4, -5
+
+
+def fresh_keyrings():
+    """In a child switched to its slot's user: a session keyring of its own, and the user's
+    keyrings emptied. The kernel keeps a user's keyrings as long as it likes, whatever
+    became of the user's processes: what an earlier submission of the slot stored there
+    would reach this one. Where the kernel has no key store, there is nothing to share."""
+    if SYS_KEYCTL is None:
+        return
+    syscall, long = _libc().syscall, ctypes.c_long
+    syscall(long(SYS_KEYCTL), long(KEYCTL_JOIN_SESSION_KEYRING), None)
+    for keyring in (KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING):
+        syscall(long(SYS_KEYCTL), long(KEYCTL_CLEAR), long(keyring))
 
 
 class Sweeper:
