@@ -106,3 +106,18 @@ def test_a_command_ends_without_teardown_yet_runs_its_exit_handlers_and_flushes(
     assert done.returncode == 3
     assert done.stdout == "the table" and done.stderr == "to stderr"
     assert marker.read_text() == "ran"
+
+
+def test_a_roster_run_with_nothing_gradable_ends_with_every_row(tmp_path):
+    """No notebook to grade, so nothing made the work folder: the roster's names, which go
+    into the gradebook there, must not stop the run."""
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "bob.ipynb").write_text("not a notebook")
+    (tmp_path / "roster.csv").write_text("lms_id,student_id,name\n1001,bob,Bob Honest\n1002,eve,Eve Other\n")
+    done = command("grade", tmp_path / "subs", "--assignment", "param_access", "--out", tmp_path / "out",
+                   "--work", tmp_path / "new-work", "--roster", tmp_path / "roster.csv", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(tmp_path / "out" / "grades.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["student_id"], r["status"]) for r in rows] == [
+        ("bob", "not a notebook (the file is not JSON)"), ("eve", "no submission")]

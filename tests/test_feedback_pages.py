@@ -88,6 +88,15 @@ def test_the_page_of_an_unreadable_notebook_says_what_to_do(graded):
     assert "font-family" in text  # styled like the others, not the browser's serif default
 
 
+def test_a_graded_submission_whose_page_could_not_be_made_keeps_its_points(tmp_path):
+    row = StudentRow("ada", "demo", {"q1": 2.0, "q2": 1.0}, 3.0, 4.0, "graded")
+    reports.write_plain_feedback(tmp_path / "ada.html", row, "demo.ipynb", graded=True)
+    words = kit.visible_text((tmp_path / "ada.html").read_text())
+    assert "Your feedback page could not be made" in words and "the points below stand" in words
+    assert "could not be graded" not in words and "every question counts 0" not in words
+    assert "q1: 2" in words and "(Score: 3 / 4)" in words
+
+
 def test_the_report_names_the_checks_that_failed_most(graded):
     text = (graded.out / "report.html").read_text()
     rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(\d+)</td><td class='text'>(.*?)</td></tr>", text)

@@ -5,6 +5,7 @@ next to a correct bystander, and the run ends with a row for every student.
 Each attacker gives correct answers. The cell that attacks is stopped, so the question it
 answers earns nothing; the others earn what they are worth.
 """
+import subprocess
 import sys
 from pathlib import Path
 
@@ -53,9 +54,21 @@ def code_index(grade_id):
     return [c for c in nb.cells if c.cell_type == "code"].index(kit.cell(nb, grade_id))
 
 
+# pygments' Scala lexer backtracks for hours on an unterminated string of backslashes, and a
+# notebook's metadata names the lexer of its feedback page.
+BACKSLASHES = '\n# "' + "\\" * 60
+
+
+def highlighter():
+    nb = kit.submission({"make_layer": CORRECT["make_layer"] + BACKSLASHES})
+    nb.metadata["language_info"] = {"name": "scala", "pygments_lexer": "scala"}
+    return nb
+
+
 def students():
     attack_cell = code_index("freeze")
     return {
+        "highlighter": highlighter(),
         "by_full": kit.submission(),
         "resetter": kit.submission({"freeze": CORRECT["freeze"] + RESET.format(index=attack_cell)}),
         "flooder": kit.submission({"freeze": CORRECT["freeze"] + FLOOD.format(index=attack_cell)}),
@@ -92,3 +105,19 @@ def test_writing_on_the_executors_channel_stops_only_the_attacking_cell(graded, 
 def test_cells_that_are_slow_to_transform_time_out_in_the_students_process(graded):
     assert kit.points(graded.rows["echoer"]) == kit.auto_points_if({"test_freeze"})
     assert "make_layer: timeout" in graded.notes("echoer")
+
+
+def test_a_notebook_naming_a_backtracking_lexer_gets_its_page_and_leaves_the_others_theirs(graded):
+    assert kit.points(graded.rows["highlighter"]) == kit.auto_points_if(set(TESTS.values()))
+    for student in ("highlighter", "by_full"):
+        assert "could not be" not in graded.feedback_path(student).read_text()
+
+
+def test_highlighting_gives_way_to_the_plain_code_when_a_lexer_backtracks():
+    """In a process of its own, as in a grading process (signals reach its main thread)."""
+    script = ("from autograder.nbgrader_ext.feedback import CachedHighlight\n"
+              f"print(CachedHighlight(pygments_lexer='scala')({BACKSLASHES!r}))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=BATCH_BUDGET,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith('<div class="highlight"><pre>\n# &quot;\\\\'), done.stdout[:200]

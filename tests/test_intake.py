@@ -2,6 +2,7 @@
 several notebooks, reading damaged files, and how a submission is compared with (and put
 right against) the student version that was given out. No code is run here."""
 import codecs
+import hashlib
 import json
 import os
 import struct
@@ -61,6 +62,14 @@ def test_names_that_clean_to_the_same_id_stay_different_students(tmp_path):
     found = collect(tmp_path)
     assert len(found) == 2 and all(s.startswith("Zoe-") for s in found)
     assert all(s.notebook is not None and not s.notes for s in found.values())
+
+
+def test_a_name_that_is_the_id_keeps_it_against_lookalikes(tmp_path):
+    kit.write(kit.submission(), tmp_path / "bob.ipynb")
+    kit.write(kit.submission(WRONG), tmp_path / "bob!.ipynb")
+    found = collect(tmp_path)
+    assert sorted(found) == ["bob", f"bob-{hashlib.sha256(b'bob!').hexdigest()[:6]}"]
+    assert Path(found["bob"].path).name == "bob.ipynb"
 
 
 # --- layouts ---------------------------------------------------------------------------------------
@@ -227,6 +236,13 @@ def test_invalid_nbgrader_metadata_is_ignored(tmp_path):
 
 def grade_ids(nb):
     return [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata]
+
+
+def test_the_language_of_the_feedback_page_is_the_releases():
+    nb = kit.submission()
+    nb.metadata["language_info"] = {"name": "scala", "pygments_lexer": "scala"}
+    assert intake.compare_with_release(nb, RELEASE) == []
+    assert nb.metadata["language_info"] == RELEASE.metadata["language_info"]
 
 
 def test_an_untouched_submission_has_no_notes():

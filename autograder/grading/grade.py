@@ -81,8 +81,8 @@ def run(submissions, assignment, out, *, course, force=False, lanes=None, roster
         if not found:
             raise SystemExit(f"error: no submissions found in {submissions}")
         gradable = any(sub.notebook is not None for sub in found)
+        course.work.mkdir(parents=True, exist_ok=True)  # the default gradebook's folder, a roster's names go there
         if gradable:
-            course.work.mkdir(parents=True, exist_ok=True)  # the default gradebook's folder
             # First, as the one run setting up a shared gradebook (pipeline.ensure_assignment).
             pipeline.ensure_assignment(course, assignment, [s.student_id for s in found if s.notebook is not None])
             due = lateness.due_date(course, assignment, record=due)
@@ -183,11 +183,12 @@ def _copy_feedback_pages(course, assignment, master, found, rows, folder):
     for sub, row in zip(found, rows):
         page = folder / f"{sub.student_id}.html"
         produced = course.work / "feedback" / sub.student_id / assignment / f"{master.stem}.html"
-        if sub.notebook is not None and not row.status.startswith("grading failed") and produced.exists():
+        graded = sub.notebook is not None and not row.status.startswith("grading failed")
+        if graded and produced.exists():
             shutil.copyfile(produced, page)
             reports.add_notes_to_feedback(page, row)
         else:
-            reports.write_plain_feedback(page, row, master.name)
+            reports.write_plain_feedback(page, row, master.name, graded=graded)
 
 
 def _state_file(course, assignment, student):

@@ -110,14 +110,15 @@ def _candidates(root, assignment):
             by_name.setdefault(entry.stem, []).append(entry)
         elif entry.is_dir():
             by_name.setdefault(entry.name, []).extend(_notebooks_in(entry, assignment))
-    # Names that differ only in what an id cannot hold ("Zoë", "Zoé") are different students.
+    # Names that differ only in what an id cannot hold ("Zoë", "Zoé") are different students;
+    # a name that is the id itself keeps it: "bob!" must not take "bob" from bob.
     names = {}
     for name in by_name:
         names.setdefault(student_id_from(name), []).append(name)
     found = {}
     for student, same in names.items():
         for name in same:
-            suffix = f"-{hashlib.sha256(name.encode()).hexdigest()[:6]}" if len(same) > 1 else ""
+            suffix = f"-{hashlib.sha256(name.encode()).hexdigest()[:6]}" if len(same) > 1 and name != student else ""
             found[student + suffix] = Candidate(by_name[name])
     return found, False
 
@@ -317,6 +318,9 @@ def compare_with_release(nb, release):
     the student may have moved the answer to a cell of their own.
     """
     notes = []
+    # The release's language: it names the lexer that highlights the student's code on the
+    # feedback page, which is not the student's to choose (some lexers backtrack for minutes).
+    nb.metadata["language_info"] = copy.deepcopy(release.metadata.get("language_info", {"name": "python"}))
     released = {_grade_id(c): c for c in release.cells if _grade_id(c) is not None}
     ours, theirs = list(released), _grade_ids(nb)
     duplicated = sorted({g for g in theirs if theirs.count(g) > 1})

@@ -12,8 +12,19 @@ step, a full BeautifulSoup parse of the page to give images without alt text a d
 one (more than half of the time), is a regular expression here. Its other step, tabindex
 on JupyterLab-template cells, finds nothing in nbgrader's classic-based template. The
 notebook is validated once (exporters.ValidateOnce).
+
+A student's page costs what the student's notebook makes it cost, so its rendering is
+bounded in time (``time_limit``): highlighting one piece of code gives way to the plain,
+escaped code after HIGHLIGHT_SECONDS (pygments lexers backtrack on some input, such as
+its Scala lexer on a run of backslashes), and a whole page fails after PAGE_SECONDS, which
+nbgrader reports for that student alone.
 """
+import contextlib
+import html
 import re
+import signal
+import threading
+import time
 from pathlib import Path
 
 import nbgrader
@@ -31,10 +42,40 @@ TEMPLATE_DIRS = [str(Path(nbgrader.__file__).resolve().parent / "server_extensio
                  str(Path(__file__).resolve().parent / "templates")]
 IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\salt=)", re.IGNORECASE)
 DEFAULT_ALT = '<img alt="No description has been provided for this image"'
+HIGHLIGHT_SECONDS = 2.0
+PAGE_SECONDS = 120.0  # a notebook at intake's size limit takes about a minute
+
+
+class TooSlow(Exception):
+    """Rendering ran past its time limit."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds, what):
+    """Raise TooSlow in the block once ``seconds`` have passed (a regular expression stuck
+    in backtracking checks for signals too). Only the main thread receives signals:
+    elsewhere, and within an outer limit that ends sooner, the block is not bounded here."""
+    if threading.current_thread() is not threading.main_thread() or 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= seconds:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TooSlow(f"{what} took more than {seconds:g} s")
+    outer_handler = signal.signal(signal.SIGALRM, expire)
+    outer_left, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, outer_handler)
+        if outer_left:  # the outer limit goes on
+            signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.monotonic() - started), 0.001))
 
 
 class CachedHighlight(Highlight2HTML):
-    """Highlight2HTML remembering what it highlighted (keyed by all it depends on)."""
+    """Highlight2HTML remembering what it highlighted (keyed by all it depends on), bounded
+    in time (HIGHLIGHT_SECONDS)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -43,7 +84,11 @@ class CachedHighlight(Highlight2HTML):
     def __call__(self, source, language=None, metadata=None):
         key = (source, language, (metadata or {}).get("magics_language"))
         if key not in self._done:
-            self._done[key] = super().__call__(source, language, metadata)
+            try:
+                with time_limit(HIGHLIGHT_SECONDS, "highlighting"):
+                    self._done[key] = super().__call__(source, language, metadata)
+            except TooSlow:
+                self._done[key] = f'<div class="highlight"><pre>{html.escape(source)}</pre></div>'
         return self._done[key]
 
 
@@ -98,5 +143,6 @@ class FeedbackHTMLExporter(ValidateOnce, FeedbackPageExporter):
         self.register_filter("highlight_code", self._highlighters[lexer])
         self.register_filter("filter_data_type", WidgetsDataTypeFilter(
             notebook_metadata=self._nb_metadata, parent=self, resources=resources))
-        html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
-        return IMG_WITHOUT_ALT.sub(DEFAULT_ALT, html), resources
+        with time_limit(PAGE_SECONDS, "the feedback page"):
+            page, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
+        return IMG_WITHOUT_ALT.sub(DEFAULT_ALT, page), resources

@@ -205,24 +205,31 @@ FEEDBACK_STYLE = ("body{font-family:'Helvetica Neue',Helvetica,Arial,sans-serif;
                   "li,p{overflow-wrap:anywhere}")
 
 
-def write_plain_feedback(path, row, notebook=None):
+def write_plain_feedback(path, row, notebook=None, graded=False):
     """Feedback for a submission nbgrader could not grade, looking like nbgrader's pages: what
-    the problem was, what to do about it, and the points (``notebook``: the file to submit)."""
+    the problem was, what to do about it, and the points (``notebook``: the file to submit).
+    ``graded``: it was graded, but its page could not be made: the points stand."""
     esc = html.escape
-    advice = next((text for start, text in ADVICE if row.status.startswith(start)), DEFAULT_ADVICE)
-    advice = advice.replace("{notebook}", notebook or f"{row.assignment}.ipynb")
     items = "".join(f"<li>{esc(q)}: {esc(_points(v))}</li>" for q, v in row.questions.items())
     notes = "".join(f"<li>{esc(n)}</li>" for n in row.notes)
+    if graded:
+        body = ("<h2>Your feedback page could not be made</h2><p>Your submission was graded and the points "
+                "below stand; the page showing each check could not be made. Your instructor can make it "
+                f"again.</p><h3>Points</h3><ul>{items}</ul>")
+    else:
+        advice = next((text for start, text in ADVICE if row.status.startswith(start)), DEFAULT_ADVICE)
+        advice = advice.replace("{notebook}", notebook or f"{row.assignment}.ipynb")
+        body = (f"<h2>Your submission could not be graded</h2>"
+                f"<p class='problem'>The problem: <b>{esc(row.status)}</b>.</p>"
+                f"<h3>What to do</h3><p class='advice'>{esc(advice)}</p>"
+                f"<h3>Points</h3><p>Nothing of this submission could be graded, so every question counts 0 "
+                f"until a notebook that can be graded is submitted.</p><ul>{items}</ul>")
     path.write_text(
         f"<!doctype html><meta charset='utf-8'><meta name='viewport' content='width=device-width'>"
         f"<title>Feedback: {esc(row.assignment)}</title><style>{FEEDBACK_STYLE}</style>"
         f"<div class='container'><div class='panel'><div class='panel-heading'>"
         f"<h4>{esc(row.assignment)} (Score: {_points(row.score)} / {_points(row.max_score)})</h4></div>"
-        f"<div class='panel-body'><h2>Your submission could not be graded</h2>"
-        f"<p class='problem'>The problem: <b>{esc(row.status)}</b>.</p>"
-        f"<h3>What to do</h3><p class='advice'>{esc(advice)}</p>"
-        f"<h3>Points</h3><p>Nothing of this submission could be graded, so every question counts 0 "
-        f"until a notebook that can be graded is submitted.</p><ul>{items}</ul>"
+        f"<div class='panel-body'>{body}"
         + (f"<h3>Notes from the grader</h3><ul>{notes}</ul>" if notes else "") + "</div></div></div>")
 
 
