@@ -121,3 +121,16 @@ def test_highlighting_gives_way_to_the_plain_code_when_a_lexer_backtracks():
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith('<div class="highlight"><pre>\n# &quot;\\\\'), done.stdout[:200]
+
+
+def test_a_markdown_cell_of_brackets_costs_its_page_no_minutes():
+    """nbconvert's strip_files_prefix is quadratic in a run of "[": the page's filter of that
+    name must not be (without the bound this takes an hour)."""
+    script = ("from autograder.nbgrader_ext.feedback import FeedbackHTMLExporter\n"
+              "strip = FeedbackHTMLExporter().environment.filters['strip_files_prefix']\n"
+              "text = 'files/ ' + '[' * 400000 + 'x' + '](' * 200000\n"
+              "print(strip(text) == text, strip('[a](files/b.png)'))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=BATCH_BUDGET,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "[a](b.png)"], done.stdout

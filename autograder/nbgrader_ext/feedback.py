@@ -31,6 +31,7 @@ import nbgrader
 from jinja2 import BytecodeCache, pass_context
 from nbconvert.exporters import HTMLExporter, TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
+from nbconvert.filters.strings import strip_files_prefix
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 
 from autograder.nbgrader_ext.exporters import ValidateOnce
@@ -43,6 +44,7 @@ TEMPLATE_DIRS = [str(Path(nbgrader.__file__).resolve().parent / "server_extensio
 IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\salt=)", re.IGNORECASE)
 DEFAULT_ALT = '<img alt="No description has been provided for this image"'
 HIGHLIGHT_SECONDS = 2.0
+STRIP_FILES_LIMIT = 2048  # characters of a cell nbconvert's strip_files_prefix is given
 PAGE_SECONDS = 120.0  # a notebook at intake's size limit takes about a minute
 
 
@@ -92,6 +94,14 @@ class CachedHighlight(Highlight2HTML):
         return self._done[key]
 
 
+def bounded_strip_files_prefix(text):
+    """nbconvert's strip_files_prefix (``[caption](files/...)`` links made relative), whose
+    pattern takes time quadratic in a run of "[": only where there is such a prefix, in
+    text short enough for that not to matter. A feedback page stands alone, where a
+    link to files/ leads nowhere either way."""
+    return strip_files_prefix(text) if "files/" in text and len(text) <= STRIP_FILES_LIMIT else text
+
+
 class CompiledTemplates(BytecodeCache):
     """jinja2's bytecode cache, in this process's memory: a template's compiled code,
     valid while its source is unchanged (jinja2 checks the source's checksum)."""
@@ -119,6 +129,10 @@ class FeedbackHTMLExporter(ValidateOnce, FeedbackPageExporter):
     _compiled = CompiledTemplates()
     _markdown = {}
     _highlighters = {}
+
+    def default_filters(self):
+        for name, function in super().default_filters():
+            yield name, bounded_strip_files_prefix if name == "strip_files_prefix" else function
 
     def _create_environment(self):
         environment = super()._create_environment()
