@@ -91,6 +91,7 @@ class Warden:
         # (label, owner, snapshot): every name of the check helper and the executor's modules;
         # the callables of builtins and classes (their other attributes are data that changes).
         self.guarded, self.versions, self.covered = [], [], set()
+        self.tagged = _NamespaceVersion.works()
         for owner in [builtins, nbcheck, *machinery, *type(shell).__mro__[:-1]]:
             self._guard(owner, everything=owner is nbcheck or (isinstance(owner, type(sys)) and owner is not builtins))
         self.modules = dict(sys.modules)
@@ -104,7 +105,7 @@ class Warden:
     def _guard(self, owner, everything=False):
         snapshot = {k: v for k, v in vars(owner).items() if everything or _behaviour(v)}
         self.guarded.append((getattr(owner, "__qualname__", owner.__name__), owner, snapshot))
-        self.versions.append(_NamespaceVersion(owner) if _NamespaceVersion.works() else None)
+        self.versions.append(_NamespaceVersion(owner) if self.tagged else None)
 
     def cover(self, sources):
         """Guard too what these test cells measure with: the modules they import, the classes
